@@ -1,0 +1,5 @@
+import sys
+
+from librobot.core.cli import main
+
+sys.exit(main())
