@@ -40,8 +40,10 @@ def test_round_trip_numpy(tmp_path):
         assert loaded.tensors["model"][name].dtype == value.dtype
 
 
+@pytest.mark.torch
 def test_round_trip_torch_including_bfloat16(tmp_path):
-    torch = pytest.importorskip("torch")
+    import torch
+
     state = {"w": torch.randn(5, 3), "h": torch.randn(4, dtype=torch.bfloat16)}
     save_checkpoint(tmp_path / "ckpt", tensors={"model": state})
     loaded = load_checkpoint(tmp_path / "ckpt", framework="pt").tensors["model"]

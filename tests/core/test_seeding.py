@@ -12,8 +12,8 @@ def draw():
     return random.random(), float(np.random.rand()), float(torch.rand(1))
 
 
+@pytest.mark.torch
 def test_seed_everything_repeats_draws_of_every_library():
-    pytest.importorskip("torch")
     seed_everything(123)
     first = draw()
     seed_everything(123)
@@ -22,8 +22,8 @@ def test_seed_everything_repeats_draws_of_every_library():
     assert draw() != first
 
 
+@pytest.mark.torch
 def test_capture_and_restore_rng_state_continue_the_same_stream():
-    pytest.importorskip("torch")
     import json
 
     seed_everything(7)
