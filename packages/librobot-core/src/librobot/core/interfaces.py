@@ -209,3 +209,30 @@ class PolicyRuntimeInterface(ABC):
     @abstractmethod
     def step(self, observation: Mapping[str, Any]) -> np.ndarray:
         """The next action to command for this control tick."""
+
+
+class ActionTokenizerInterface(ABC):
+    """Continuous action chunks ↔ discrete token ids (uniform bins, FAST DCT+BPE…), numpy only.
+
+    Token ids are in ``[0, vocab_size)``; a model maps them into its own vocabulary with an offset.
+    """
+
+    @property
+    @abstractmethod
+    def vocab_size(self) -> int: ...
+
+    @abstractmethod
+    def encode(self, actions: np.ndarray) -> list[list[int]]:
+        """Actions [N, H, A] (normalised to [-1, 1]) → one token list per chunk (lengths may differ)."""
+
+    @abstractmethod
+    def decode(self, tokens: Sequence[Sequence[int]], horizon: int, action_dim: int) -> np.ndarray:
+        """Token lists → actions [N, horizon, action_dim]; malformed lists decode to a best effort."""
+
+    @abstractmethod
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able state (bins, DCT scale, BPE merges…) that ``from_dict`` rebuilds exactly."""
+
+    @classmethod
+    @abstractmethod
+    def from_dict(cls, state: Mapping[str, Any]) -> ActionTokenizerInterface: ...

@@ -1,8 +1,19 @@
-"""Torch-free manifest of this package's components, loaded through the `librobot.plugins`
-entry point: each entry maps a registry name (and aliases) to "module:attr" without importing it."""
+"""Torch-free manifest of the model zoo, loaded through the `librobot.plugins` entry point.
+
+Each area keeps its own ``_manifest.py`` (components, encoders, action_heads, vlm, frameworks);
+this module only calls the ones that exist, so areas can land independently.
+"""
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
+
+AREAS = ("components", "encoders", "action_heads", "vlm", "frameworks")
+
 
 def register() -> None:
-    """Add this package's lazy registry entries."""
+    for area in AREAS:
+        name = f"librobot.models.{area}._manifest"
+        if importlib.util.find_spec(f"librobot.models.{area}") is not None and importlib.util.find_spec(name):
+            importlib.import_module(name).register()
