@@ -1,0 +1,200 @@
+"""An exported policy run by onnxruntime, behind the same ``PolicyInterface`` as the torch policy.
+
+Needs numpy + onnxruntime only (no torch, no librobot-models): this is the edge path. The graph
+and its JSON sidecar (``librobot.serve.sidecar``) come from ``librobot export``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from librobot.core.errors import CheckpointError, SpecError
+from librobot.core.extras import require
+from librobot.core.interfaces import PolicyInterface
+from librobot.core.specs import FeatureSpec
+from librobot.serve.rtc import pad_prefix
+from librobot.serve.sidecar import check_task_ids, load_sidecar
+from librobot.serve.validation import check_observation, check_task
+
+
+class OnnxPolicy(PolicyInterface):
+    """``OnnxPolicy("export_dir")`` (or the ``.onnx`` file, or its sidecar)."""
+
+    thread_safe = True  # onnxruntime sessions may be run concurrently
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        providers: Sequence[str] | None = None,
+        intra_op_threads: int | None = None,
+        spin: bool = False,
+        seed: int | None = 0,
+        verify: bool = True,
+    ) -> None:
+        ort = require("onnxruntime", extra="librobot-serve[onnx]", purpose="running exported ONNX policies")
+        self.spec, self.model_path = load_sidecar(path, verify=verify)
+        options = ort.SessionOptions()
+        if intra_op_threads:
+            options.intra_op_num_threads = int(intra_op_threads)
+        if not spin:
+            # onnxruntime's worker threads busy-wait between runs by default. A control loop calls
+            # every few tens of ms and a server shares the cores with its event loop: spinning only
+            # burns those cores (a 32-way REST load test here ran 3x faster without it).
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+        self.session = ort.InferenceSession(
+            str(self.model_path), options, providers=list(providers or ["CPUExecutionProvider"])
+        )
+        self._check_graph()
+        self._features = self.spec.features()
+        self._rng = np.random.default_rng(seed)
+        self._rng_lock = threading.Lock()
+
+    def _check_graph(self) -> None:
+        graph_inputs = {i.name for i in self.session.get_inputs()}
+        declared = {b.onnx_name for b in self.spec.inputs}
+        for extra in (self.spec.noise, self.spec.task):
+            if extra:
+                declared |= {extra["onnx_name"]} | ({extra["mask_onnx_name"]} if extra.get("mask_onnx_name") else set())
+        if self.spec.rtc:
+            declared |= set(self.spec.rtc.values())
+        if declared != graph_inputs:
+            raise CheckpointError(
+                f"{self.model_path}: graph inputs {sorted(graph_inputs)} do not match the sidecar's {sorted(declared)}"
+            )
+        outputs = [o.name for o in self.session.get_outputs()]
+        if self.spec.output not in outputs:
+            raise CheckpointError(f"{self.model_path}: no output '{self.spec.output}' (outputs: {outputs})")
+
+    # ------------------------------------------------------------------ PolicyInterface
+    @property
+    def action_dim(self) -> int:
+        return self.spec.action_dim
+
+    @property
+    def chunk_size(self) -> int:
+        return self.spec.chunk_size
+
+    @property
+    def supports_rtc(self) -> bool:
+        return self.spec.rtc is not None
+
+    @property
+    def input_features(self) -> dict[str, FeatureSpec]:
+        return dict(self._features)
+
+    @property
+    def known_tasks(self) -> tuple[str, ...] | None:
+        return self.spec.known_tasks
+
+    def predict_chunk(
+        self,
+        observation: Mapping[str, Any],
+        task: str | None = None,
+        *,
+        prefix_actions: np.ndarray | None = None,
+        prefix_weights: np.ndarray | None = None,
+        noise: np.ndarray | None = None,
+    ) -> np.ndarray:
+        obs = check_observation(self._features, observation)
+        stacked = {k: v[None] for k, v in obs.items()}
+        pa = pw = None
+        if prefix_actions is not None:
+            pa, pw = self._prefix(prefix_actions, prefix_weights)
+            pa, pw = pa[None], pw[None]
+        return self._run(stacked, [task], pa, pw, None if noise is None else np.asarray(noise)[None])[0]
+
+    def predict_chunks(
+        self,
+        observations: Mapping[str, np.ndarray],
+        tasks: Sequence[str | None],
+        *,
+        prefix_actions: np.ndarray | None = None,
+        prefix_weights: np.ndarray | None = None,
+        noise: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Chunks [B, H, A] for observations stacked on a leading batch axis; prefixes, if any, are
+        padded to the chunk ([B, H, A] actions, [B, H] weights, zero weight = unconstrained)."""
+        batch = len(tasks)
+        stacked = check_observation(self._features, observations, batch)
+        if self.spec.batch == 1 and batch > 1:  # fixed-batch graph: one run per item
+            return np.concatenate(
+                [
+                    self._run(
+                        {k: v[i : i + 1] for k, v in stacked.items()},
+                        [tasks[i]],
+                        None if prefix_actions is None else prefix_actions[i : i + 1],
+                        None if prefix_weights is None else prefix_weights[i : i + 1],
+                        None if noise is None else noise[i : i + 1],
+                    )
+                    for i in range(batch)
+                ]
+            )
+        return self._run(stacked, list(tasks), prefix_actions, prefix_weights, noise)
+
+    # ------------------------------------------------------------------ internals
+    def _prefix(self, actions: np.ndarray, weights: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        if not self.supports_rtc:
+            raise SpecError("prefix_actions: this exported policy has no real-time chunking inputs (sidecar 'rtc')")
+        pa, pw = pad_prefix(actions, weights, self.chunk_size)
+        if pa.shape[1] != self.action_dim:
+            raise SpecError(f"prefix_actions: expected {self.action_dim} action dims, got {pa.shape[1]}")
+        return pa, pw
+
+    def _run(
+        self,
+        obs: dict[str, np.ndarray],
+        tasks: list[str | None],
+        prefix_actions: np.ndarray | None,
+        prefix_weights: np.ndarray | None,
+        noise: np.ndarray | None,
+    ) -> np.ndarray:
+        spec, batch = self.spec, len(tasks)
+        feeds: dict[str, np.ndarray] = {}
+        for binding in spec.inputs:
+            value = obs[binding.name]
+            norm = spec.normalization.get(binding.name)
+            if norm is not None and not spec.normalization_in_graph:
+                value = norm.normalize(value)
+            feeds[binding.onnx_name] = value
+        if spec.task is not None:
+            pairs = [check_task_ids(spec, check_task(t, spec.known_tasks)) for t in tasks]
+            feeds[spec.task["onnx_name"]] = np.stack([p[0] for p in pairs])
+            if spec.task.get("mask_onnx_name"):
+                feeds[spec.task["mask_onnx_name"]] = np.stack([p[1] for p in pairs])
+        if spec.noise is not None:
+            shape = (batch, *spec.noise["shape"])
+            if noise is None:
+                with self._rng_lock:
+                    noise = self._rng.standard_normal(shape, dtype=np.float32)
+            elif noise.shape != shape:
+                raise SpecError(f"noise: expected shape {list(shape)}, got {list(noise.shape)}")
+            feeds[spec.noise["onnx_name"]] = noise.astype(np.float32)
+        if spec.rtc is not None:
+            h, a = self.chunk_size, self.action_dim
+            pa = np.zeros((batch, h, a), np.float32) if prefix_actions is None else prefix_actions.astype(np.float32)
+            pw = np.zeros((batch, h), np.float32) if prefix_weights is None else prefix_weights.astype(np.float32)
+            if pa.shape != (batch, h, a) or pw.shape != (batch, h):
+                raise SpecError(
+                    f"prefix_actions/prefix_weights: expected [{batch}, {h}, {a}] / [{batch}, {h}] (padded)"
+                )
+            norm = spec.normalization.get("action")
+            if norm is not None and not spec.normalization_in_graph:
+                pa = norm.normalize(pa)  # the graph works in normalised action space
+            feeds[spec.rtc["prefix_actions"]], feeds[spec.rtc["prefix_weights"]] = pa, pw
+        (actions,) = self.session.run([spec.output], feeds)
+        expected = (batch, self.chunk_size, self.action_dim)
+        if actions.shape != expected:
+            raise CheckpointError(
+                f"{self.model_path}: output '{spec.output}' has shape {list(actions.shape)}, expected {list(expected)}"
+            )
+        norm = spec.normalization.get("action")
+        if norm is not None and not spec.normalization_in_graph:
+            actions = norm.denormalize(actions)
+        return actions
