@@ -7,6 +7,7 @@ from librobot.core.seeding import capture_rng_state, restore_rng_state, seed_eve
 
 
 def draw():
+    # torch is imported by the caller before seeding: core seeds torch only once it is loaded
     import torch
 
     return random.random(), float(np.random.rand()), float(torch.rand(1))
@@ -14,6 +15,8 @@ def draw():
 
 @pytest.mark.torch
 def test_seed_everything_repeats_draws_of_every_library():
+    import torch  # noqa: F401  (loaded before seeding, as every torch user does)
+
     seed_everything(123)
     first = draw()
     seed_everything(123)
@@ -24,6 +27,8 @@ def test_seed_everything_repeats_draws_of_every_library():
 
 @pytest.mark.torch
 def test_capture_and_restore_rng_state_continue_the_same_stream():
+    import torch  # noqa: F401
+
     import json
 
     seed_everything(7)

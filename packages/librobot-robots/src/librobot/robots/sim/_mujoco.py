@@ -1,0 +1,34 @@
+"""MuJoCo import and offscreen rendering settings shared by the MuJoCo-based environments."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+from librobot.core.extras import require
+
+
+def import_mujoco(extra: str = "librobot-robots[sim]") -> Any:
+    """Import mujoco, choosing headless EGL rendering on Linux without a display (must precede import)."""
+    if sys.platform.startswith("linux") and not os.environ.get("DISPLAY"):
+        os.environ.setdefault("MUJOCO_GL", "egl")
+        if os.environ["MUJOCO_GL"] == "osmesa":
+            os.environ.setdefault("PYOPENGL_PLATFORM", "osmesa")
+    return require("mujoco", extra=extra, purpose="MuJoCo simulation")
+
+
+def make_renderer(model: Any, height: int, width: int) -> Any:
+    """An offscreen renderer; shadows and multisampling off first (5-15x faster in software GL)."""
+    mujoco = import_mujoco()
+    model.light_castshadow[:] = 0
+    model.vis.quality.offsamples = 0
+    model.vis.global_.offwidth = max(int(model.vis.global_.offwidth), width)
+    model.vis.global_.offheight = max(int(model.vis.global_.offheight), height)
+    return mujoco.Renderer(model, height=height, width=width)
+
+
+def camera_upside_down(model: Any, camera: str) -> bool:
+    """True when the camera's up axis points down (some Meta-World cameras): the image needs a 180° turn."""
+    cam_id = model.camera(camera).id
+    return bool(model.cam_mat0[cam_id].reshape(3, 3)[2, 1] < 0)

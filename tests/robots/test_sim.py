@@ -1,0 +1,187 @@
+"""Simulated environments, scripted experts and the recording API (a few short episodes each)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from librobot.core.errors import ConfigError, UnknownComponentError
+from librobot.robots import env_info, evaluate_expert, make_env, make_expert, record_episodes
+from librobot.robots.sim.api import run_episode, wilson_interval
+from librobot.robots.sim.wheel_loader_model import LF, LR, Site, WheelLoaderModel
+from librobot.robots.so100 import so100_spec
+
+
+def test_wilson_interval_values():
+    assert wilson_interval(0, 10) == pytest.approx((0.0, 0.2775), abs=1e-4)
+    assert wilson_interval(10, 10) == pytest.approx((0.7225, 1.0), abs=1e-4)
+    assert wilson_interval(49, 50) == pytest.approx((0.8950, 0.9965), abs=1e-4)
+
+
+# ------------------------------------------------------------------------------ wheel loader model
+def _model(**kw):
+    return WheelLoaderModel(Site(np.array([100.0, 0.0]), 4.0, 2.5, np.array([0.0, 100.0]), 0.0), **kw)
+
+
+def test_articulated_kinematics_turn_at_the_textbook_rate():
+    m = _model()
+    gamma = 0.4
+    m.set_command({"throttle": 0.5, "steering": gamma, "boom": 0, "bucket": 0, "brake": 0, "gear": 1})
+    for _ in range(200):  # 10 s: articulation settles, speed builds
+        m.step(0.05)
+    t = m.telemetry()
+    assert t["articulation"] == pytest.approx(gamma, abs=1e-3) and t["vx"] > 1.0
+    expected = t["vx"] * math.sin(gamma) / (LF * math.cos(gamma) + LR)
+    assert t["yaw_rate"] == pytest.approx(expected, rel=1e-2)
+
+
+def test_transmission_brakes_and_hydraulics_respect_their_limits():
+    m = _model()
+    m.set_command({"throttle": 1.0, "steering": 0, "boom": 1.0, "bucket": -1.0, "brake": 0, "gear": 1})
+    for _ in range(200):
+        m.step(0.05)
+    assert 3.0 < m.v < 7.0  # traction falls off toward the working gear's top speed
+    assert m.boom == pytest.approx(0.85) and m.bucket == pytest.approx(-1.0)  # stopped at the cylinder ends
+    m.set_command({"throttle": 1.0, "steering": 0, "boom": 0, "bucket": 0, "brake": 0, "gear": -1})
+    m.step(0.05)
+    assert m.gear_engaged == 0.0  # no reverse at speed
+    m.set_command({"throttle": 0, "steering": 0, "boom": 0, "bucket": 0, "brake": 1.0, "gear": 0})
+    for _ in range(60):
+        m.step(0.05)
+    assert m.v == 0.0  # braked to a stop, never pushed backwards
+    with pytest.raises(ValueError, match="non-finite"):
+        m.set_command({"throttle": np.nan, "steering": 0, "boom": 0, "bucket": 0, "brake": 0, "gear": 0})
+
+
+def test_wheel_loader_env_is_seeded_and_the_expert_completes_a_cycle():
+    env = make_env("wheel-loader-dig-dump", render=True)
+    a, _ = env.reset(seed=4)
+    b, _ = env.reset(seed=4)
+    c, _ = env.reset(seed=5)
+    np.testing.assert_array_equal(a["observation.images.top"], b["observation.images.top"])
+    assert not np.array_equal(a["observation.images.top"], c["observation.images.top"])
+    assert a["observation.state"].shape == (22,) and a["observation.images.top"].shape == (96, 96, 3)
+    env.close()
+    report = evaluate_expert("wheel-loader-dig-dump", 2, seed=10)
+    assert report.successes == [True, True] and all(400 < n < 1500 for n in report.lengths)
+
+
+def test_record_episodes_layout_for_the_data_store():
+    episodes = list(record_episodes("wheel-loader-dig-dump", 1, seed=3))
+    (ep,) = episodes
+    t = ep["action"].shape[0]
+    assert ep["success"] is True and ep["episode_index"] == 0 and ep["seed"] == 3
+    assert ep["task"] == "dig a bucket of gravel from the pile and dump it into the truck" and ep["fps"] == 20.0
+    assert ep["observation.state"].shape == (t, 22) and ep["observation.state"].dtype == np.float32
+    assert ep["observation.images.top"].shape == (t, 96, 96, 3) and ep["observation.images.top"].dtype == np.uint8
+    assert ep["action"].shape == (t, 6) and ep["action"].dtype == np.float32
+    assert ep["next.success"][-1] and not ep["next.success"][:-1].any() and ep["image_layout"] == "HWC"
+    # The recorded actions replay the episode exactly (the env is deterministic given the seed).
+    env = make_env("wheel-loader-dig-dump", render=False)
+    obs, _ = env.reset(seed=3)
+    for k in range(t):
+        np.testing.assert_array_equal(obs["observation.state"], ep["observation.state"][k])
+        obs, _, _, _, info = env.step(ep["action"][k])
+    assert info["success"]
+    info = env_info("wheel-loader-dig-dump")
+    assert info["fps"] == 20.0 and info["cameras"] == ("top",) and info["default_expert"] == "wheel-loader-dig-dump"
+    assert info["features"]["observation.images.top"].shape == (3, 96, 96)  # specs are (C, H, W), as in core
+    assert info["features"]["action"].names == ("throttle", "steering", "boom", "bucket", "brake", "gear")
+    chw = next(record_episodes("wheel-loader-dig-dump", 1, seed=3, max_steps=5, image_layout="CHW"))
+    assert chw["observation.images.top"].shape == (5, 3, 96, 96) and chw["success"] is False
+    np.testing.assert_array_equal(chw["observation.images.top"][2], ep["observation.images.top"][2].transpose(2, 0, 1))
+
+
+def test_only_successful_skips_failures_and_keeps_indices_dense():
+    # With a 31-step limit seed 0 (33 steps) fails, seeds 1 and 2 (30 steps) succeed.
+    eps = list(record_episodes("so100-pick-cube", 2, seed=0, max_steps=31, only_successful=True, max_attempts=6, render=False))
+    assert [(e["episode_index"], e["seed"]) for e in eps] == [(0, 1), (1, 2)] and all(e["success"] for e in eps)
+    with pytest.raises(RuntimeError, match="only 0 of 1 episodes"):
+        list(record_episodes("so100-pick-cube", 1, max_steps=3, only_successful=True, max_attempts=2, render=False))
+
+
+# ------------------------------------------------------------------------------ Meta-World
+@pytest.mark.parametrize("task", ["reach", "push", "drawer-close"])
+def test_metaworld_expert_solves_the_task(task):
+    report = evaluate_expert(f"metaworld-{task}", 1, seed=0)
+    assert report.successes == [True] and report.lengths[0] < 300
+
+
+def test_metaworld_observations_and_seeding():
+    env = make_env("pick-place-v3")  # the Meta-World id works as an alias
+    assert env.task == "pick up the puck and place it at the goal position" and env.fps == 80
+    a, _ = env.reset(seed=1)
+    b, _ = env.reset(seed=1)
+    c, _ = env.reset(seed=2)
+    assert a["observation.state"].shape == (39,) and a["observation.images.corner2"].shape == (96, 96, 3)
+    np.testing.assert_array_equal(a["observation.state"], b["observation.state"])
+    assert not np.allclose(a["observation.state"][-3:], c["observation.state"][-3:])  # a new goal
+    ep = run_episode(env, make_expert("metaworld", env), seed=1)
+    images = ep["observation.images.corner2"]
+    assert ep["success"] and images.dtype == np.uint8 and np.abs(images[-1].astype(int) - images[0]).mean() > 1.0
+    env.close()
+
+
+def test_metaworld_camera_orientation_is_corrected():
+    from librobot.robots.sim._mujoco import camera_upside_down
+
+    env = make_env("metaworld-reach", render=False)
+    model = env._env.model
+    assert camera_upside_down(model, "corner2") and not camera_upside_down(model, "topview")
+    env.close()
+
+
+# ------------------------------------------------------------------------------ PushT and SO-100
+def test_pusht_expert_pushes_the_t_home():
+    report = evaluate_expert("pusht", 1, seed=3)
+    assert report.successes == [True]
+    env = make_env("pusht")
+    obs, _ = env.reset(seed=0)
+    assert obs["observation.state"].shape == (2,) and obs["observation.images.top"].shape == (96, 96, 3)
+    env.close()
+
+
+def test_so100_sim_shares_the_real_arms_spaces_and_its_expert_lifts_the_cube():
+    env = make_env("so100-pick-cube")
+    spec = so100_spec()
+    np.testing.assert_array_equal(env.action_space.high, spec.action_space.high_array.astype(np.float32))
+    assert [env.model.joint(i).name for i in range(6)] == list(spec.action_space.names)
+    expert = make_expert("so100-pick-cube", env)
+    env.reset(seed=7)
+    cube, yaw = env.cube_pose()
+    q = expert.ik(np.array([cube[0], cube[1], 0.05]), yaw)
+    pos, rot = expert._fk(q)
+    assert np.linalg.norm(pos - [cube[0], cube[1], 0.05]) < 2e-3 and rot[2, 2] < -0.9  # pointing down
+    ep = run_episode(env, expert, seed=7)
+    assert ep["success"] and ep["observation.images.front"].shape[1:] == (96, 96, 3)
+    steps = np.abs(np.diff(ep["action"], axis=0))
+    assert (steps <= spec.max_delta + 1e-6).all()  # the expert stays inside the safety layer's rate bound
+    env.close()
+
+
+def test_experts_refuse_the_wrong_env_and_unknown_names_suggest_matches():
+    env = make_env("wheel-loader-dig-dump", render=False)
+    with pytest.raises(ConfigError, match="drives MetaWorldEnv"):
+        make_expert("metaworld", env)
+    with pytest.raises(UnknownComponentError, match="Did you mean: metaworld-push"):
+        make_env("metaworld-pusj")
+
+
+def test_cli_sim_list_and_expert(capsys):
+    from librobot.core.cli import main
+
+    assert main(["sim", "list", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    names = {r["env"] for r in rows}
+    assert {"metaworld-reach", "pusht", "wheel-loader-dig-dump", "so100-pick-cube"} <= names and len(rows) >= 53
+    assert main(["sim", "expert", "--env", "so100-*", "--episodes", "2", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    (report,) = out["reports"]
+    assert report["env"] == "so100-pick-cube" and report["successes"] == 2 and report["ci95"] == [0.3424, 1.0]
+    assert main(["sim", "expert", "--env", "so100-pick-cube", "--episodes", "1"]) == 0
+    assert "success 1/1 = 100.0% (95% CI 20.7-100.0%)" in capsys.readouterr().out
+    assert main(["sim", "expert", "--env", "nosuch-*", "--episodes", "1"]) == 2
+    assert "no environment matches" in capsys.readouterr().err
