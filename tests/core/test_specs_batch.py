@@ -60,6 +60,8 @@ def make_batch(b=2, t=1, h=5):
 def test_batch_contract_validation():
     assert B.validate_batch(make_batch()) == 2
     assert B.camera_of(B.image_key("wrist")) == "wrist"
+    padded = {**make_batch(), "observation.images.front_is_pad": np.zeros((2, 1), bool)}
+    assert B.image_keys(padded) == ["observation.images.front"] and B.validate_batch(padded) == 2
     batch = make_batch()
     batch[B.TASK] = ["pick"] * 3
     with pytest.raises(SpecError, match="batch sizes disagree"):

@@ -43,7 +43,8 @@ def camera_of(key: str) -> str:
 
 
 def image_keys(batch: Mapping[str, Any]) -> list[str]:
-    return sorted(k for k in batch if k.startswith(OBS_IMAGES + "."))
+    """The camera keys of a batch (``<key>_is_pad`` flags that datasets add are not cameras)."""
+    return sorted(k for k in batch if k.startswith(OBS_IMAGES + ".") and not k.endswith("_is_pad"))
 
 
 def _shape(value: Any) -> tuple[int, ...]:

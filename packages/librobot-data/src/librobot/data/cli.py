@@ -1,0 +1,181 @@
+"""``librobot data convert|info|stats|view|formats`` (added to the ``librobot`` command through the
+``librobot.cli`` entry point)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from librobot.data.errors import ConversionError
+
+
+def _options(pairs: list[str] | None) -> dict[str, Any]:
+    """``key=value`` pairs; values parse as JSON when they can (numbers, lists, true), else stay strings."""
+    out: dict[str, Any] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ConversionError(f"option {pair!r} is not key=value")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def _open(path: str, fmt: str | None, options: dict[str, Any]) -> Any:
+    from librobot.data.formats.base import detect_format, get_format
+
+    name = fmt or detect_format(path)
+    return get_format(name).open(path, **options)
+
+
+def _cmd_convert(args: argparse.Namespace) -> int:
+    from librobot.data.convert import convert
+
+    result = convert(
+        args.src,
+        args.dst,
+        src_format=args.src_format,
+        dst_format=args.dst_format,
+        read_options=_options(args.read_option),
+        write_options=_options(args.option),
+        overwrite=args.overwrite,
+    )
+    state = "up to date" if result.skipped else f"written in {result.seconds:.1f} s"
+    print(
+        f"{result.dst}: {result.dst_format}, {result.num_episodes} episodes, {result.num_frames} frames, "
+        f"{result.bytes_on_disk / 1e6:.2f} MB ({state}; from {result.src_format})"
+    )
+    return 0
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    from librobot.data.store.layout import dir_size
+
+    source = _open(args.path, args.src_format, _options(args.read_option))
+    summary = source.summary()
+    summary.setdefault("bytes_on_disk", dir_size(args.path))
+    source.close() if hasattr(source, "close") else None
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return 0
+    print(f"{summary['path']}  ({summary['format']})")
+    for key in ("fps", "robot_type", "num_episodes", "num_frames", "episode_length"):
+        if summary.get(key) is not None:
+            print(f"  {key}: {summary[key]}")
+    print(f"  bytes_on_disk: {summary['bytes_on_disk']}")
+    if summary.get("tasks"):
+        print(
+            f"  tasks ({len(summary['tasks'])}): "
+            + "; ".join(summary["tasks"][:5])
+            + (" ..." if len(summary["tasks"]) > 5 else "")
+        )
+    print("  features:")
+    for key, spec in summary["features"].items():
+        print(f"    {key}: {spec['dtype']} {spec['shape']}" + (f" names={spec['names']}" if spec.get("names") else ""))
+    return 0
+
+
+def _cmd_stats(args: argparse.Namespace) -> int:
+    from librobot.core.logging import track
+    from librobot.data.stats import StatsAccumulator
+
+    source = _open(args.path, args.src_format, _options(args.read_option))
+    stats = getattr(source, "stats", None) if not args.recompute else None
+    if stats is None:  # stream over the episodes
+        acc = StatsAccumulator(source.features)
+        for i in track(range(source.num_episodes), total=source.num_episodes, description="statistics"):
+            acc.update(source.episode(i).frames)
+        stats = acc.result()
+    if args.keys:
+        stats = {k: v for k, v in stats.items() if k in args.keys}
+    if args.json:
+        print(json.dumps(stats, indent=2))
+        return 0
+    for key, item in stats.items():
+        print(f"{key}  (count {item['count']})")
+        for name in ("mean", "std", "min", "max", "q01", "q99"):
+            if name in item:
+                values = item[name] if isinstance(item[name], list) else [item[name]]
+                print(
+                    f"  {name:>5}: " + " ".join(f"{v:.4g}" for v in values[:16]) + (" ..." if len(values) > 16 else "")
+                )
+    return 0
+
+
+def _cmd_view(args: argparse.Namespace) -> int:
+    from librobot.data.view import render_episode
+
+    source = _open(args.path, args.src_format, _options(args.read_option))
+    episode = source.episode(args.episode)
+    out = Path(args.out or f"{Path(args.path).name}_episode_{args.episode}")
+    names = {k: spec.names for k, spec in source.features.items() if spec.names}
+    page = render_episode(
+        episode,
+        out,
+        fps=source.fps,
+        title=f"{Path(args.path).name} episode {args.episode}",
+        names=names,
+        max_frames=args.max_frames,
+    )
+    print(page)
+    return 0
+
+
+def _cmd_formats(args: argparse.Namespace) -> int:
+    from librobot.core.registry import get_registry
+
+    for entry in get_registry("dataset_format").entries():
+        aliases = f" (aliases: {', '.join(entry.aliases)})" if entry.aliases else ""
+        print(f"{entry.name:16} {entry.doc}{aliases}")
+    return 0
+
+
+def add_commands(subparsers: Any) -> None:
+    """Add ``data`` and its sub-commands to the ``librobot`` parser."""
+    data = subparsers.add_parser("data", help="convert, inspect and view robot datasets")
+    sub = data.add_subparsers(dest="data_command", metavar="SUBCOMMAND")
+    data.set_defaults(func=lambda args: (data.print_help(), 2)[1])
+
+    def common(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--from", dest="src_format", help="source format (default: detected)")
+        parser.add_argument("--read-option", action="append", metavar="KEY=VALUE", help="reader option, e.g. fps=50")
+
+    convert = sub.add_parser("convert", help="convert a dataset between formats (through the store)")
+    convert.add_argument("src")
+    convert.add_argument("dst")
+    common(convert)
+    convert.add_argument("--to", dest="dst_format", default="store", help="target format (default: store)")
+    convert.add_argument(
+        "-o", "--option", action="append", metavar="KEY=VALUE", help="writer option, e.g. video=lossless"
+    )
+    convert.add_argument("--overwrite", action="store_true", help="replace a destination made from something else")
+    convert.set_defaults(func=_cmd_convert)
+
+    info = sub.add_parser("info", help="fps, episodes, frames, features, tasks and size of a dataset")
+    info.add_argument("path")
+    common(info)
+    info.add_argument("--json", action="store_true")
+    info.set_defaults(func=_cmd_info)
+
+    stats = sub.add_parser("stats", help="per-feature statistics (stored ones, or computed streaming)")
+    stats.add_argument("path")
+    common(stats)
+    stats.add_argument("--keys", nargs="*", help="only these features")
+    stats.add_argument("--recompute", action="store_true", help="ignore stored statistics")
+    stats.add_argument("--json", action="store_true")
+    stats.set_defaults(func=_cmd_stats)
+
+    view = sub.add_parser("view", help="write PNG plots and an HTML page of one episode")
+    view.add_argument("path")
+    common(view)
+    view.add_argument("--episode", type=int, default=0)
+    view.add_argument("--out", help="output folder (default: <dataset>_episode_<n>)")
+    view.add_argument("--max-frames", type=int, default=8, help="camera frames shown per camera")
+    view.set_defaults(func=_cmd_view)
+
+    formats = sub.add_parser("formats", help="list the dataset formats")
+    formats.set_defaults(func=_cmd_formats)

@@ -1,0 +1,163 @@
+"""Fast reads of frame ranges from the store's zarr arrays, straight from the chunk files.
+
+zarr-python 3 spends about a millisecond of asyncio bookkeeping per ``array[a:b]``; a training
+sample needs a few small reads, so that overhead would dominate. For the layouts the store writes
+(regular grid chunked on axis 0 only, little-endian ``bytes`` codec followed by at most one of
+blosc / zstd / gzip, default chunk keys, on a local file system) this module reads and decodes the
+chunk files itself, ~10x faster. Anything else falls back to zarr, the reference path; tests check
+that both return the same arrays.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from librobot.data.errors import DataFormatError
+
+_DECODERS = ("blosc", "zstd", "gzip")
+
+
+def _decoder(name: str) -> Any:
+    import numcodecs
+
+    if name == "blosc":
+        return numcodecs.Blosc()
+    if name == "zstd":
+        return numcodecs.Zstd()
+    return numcodecs.GZip()
+
+
+class ChunkReader:
+    """Reads ``[start, stop)`` along axis 0 of one zarr v3 array directory."""
+
+    def __init__(self, array_dir: str | Path) -> None:
+        self.dir = Path(array_dir)
+        meta_path = self.dir / "zarr.json"
+        try:
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise DataFormatError(f"{meta_path} is missing: the store's array '{self.dir.name}' is gone") from None
+        except json.JSONDecodeError as exc:
+            raise DataFormatError(f"{meta_path} is not valid JSON: {exc}") from exc
+        self.shape = tuple(meta["shape"])
+        self.dtype = np.dtype(meta["data_type"])
+        self.chunk_shape = tuple(meta["chunk_grid"]["configuration"]["chunk_shape"])
+        self.fill_value = meta.get("fill_value", 0)
+        self.fast = self._supported(meta)
+        self._zarr: Any = None
+        self._codec: Any = None
+        self._buffers: dict[int, np.ndarray] = {}
+        self._decompress: Any = None
+        codecs = meta.get("codecs", [])
+        if self.fast and len(codecs) == 2:
+            self._codec = _decoder(codecs[1]["name"])
+            if codecs[1]["name"] == "blosc":  # skip numcodecs' per-call buffer checks (~20 us a chunk)
+                from numcodecs import blosc
+
+                self._decompress = blosc.decompress
+        encoding = meta.get("chunk_key_encoding", {})
+        self._sep = encoding.get("configuration", {}).get("separator", "/")
+        self._prefix = "c" + self._sep if encoding.get("name", "default") == "default" else ""
+        tail = self._sep.join("0" for _ in self.shape[1:])
+        self._base = f"{self.dir}{os.sep}{self._prefix}"
+        self._suffix = self._sep + tail if tail else ""
+
+    def _supported(self, meta: dict[str, Any]) -> bool:
+        if meta.get("zarr_format") != 3 or meta.get("chunk_grid", {}).get("name") != "regular":
+            return False
+        if tuple(meta["chunk_grid"]["configuration"]["chunk_shape"][1:]) != tuple(meta["shape"][1:]):
+            return False
+        if meta.get("storage_transformers"):
+            return False
+        codecs = meta.get("codecs", [])
+        if not codecs or codecs[0]["name"] != "bytes" or len(codecs) > 2:
+            return False
+        if codecs[0].get("configuration", {}).get("endian", "little") != "little" and self.dtype.itemsize > 1:
+            return False
+        return len(codecs) == 1 or codecs[1]["name"] in _DECODERS
+
+    def _chunk_path(self, index: int) -> str:
+        return f"{self._base}{index}{self._suffix}"  # plain strings: this runs for every sample
+
+    def _decode_into(self, index: int, dest: np.ndarray) -> None:
+        """Decode chunk ``index`` into ``dest`` (C-contiguous, the chunk's shape)."""
+        path = self._chunk_path(index)
+        try:
+            with open(path, "rb", buffering=0) as handle:
+                raw = handle.read()
+        except FileNotFoundError:  # zarr does not write chunks that equal the fill value
+            dest[...] = self.fill_value
+            return
+        try:
+            if self._codec is None:
+                dest[...] = np.frombuffer(raw, dtype=self.dtype).reshape(self.chunk_shape)
+            elif self._decompress is not None:
+                self._decompress(raw, dest)
+            else:
+                self._codec.decode(raw, out=dest)
+        except Exception as exc:  # codecs raise their own error types
+            raise DataFormatError(
+                f"{path}: chunk cannot be decoded ({exc}); the store is corrupt or truncated"
+            ) from exc
+
+    def _scratch(self) -> np.ndarray:
+        """A per-thread chunk buffer, reused: fresh memory is slow to fault in on these VMs."""
+        key = threading.get_ident()
+        buffer = self._buffers.get(key)
+        if buffer is None:
+            buffer = self._buffers[key] = np.empty(self.chunk_shape, dtype=self.dtype)
+        return buffer
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        """Frames ``[start, stop)`` as a new array."""
+        if not 0 <= start <= stop <= self.shape[0]:
+            raise IndexError(f"{self.dir}: frames [{start}, {stop}) out of range [0, {self.shape[0]})")
+        if not self.fast:
+            return self.read_reference(start, stop)
+        size = self.chunk_shape[0]
+        out = np.empty((stop - start, *self.shape[1:]), dtype=self.dtype)
+        pos = start
+        while pos < stop:
+            chunk = pos // size
+            lo = pos - chunk * size
+            hi = min(stop - chunk * size, size)
+            dest = out[pos - start : pos - start + hi - lo]
+            if lo == 0 and hi == size:  # the whole chunk is wanted: decode straight into the output
+                self._decode_into(chunk, dest)
+            else:
+                scratch = self._scratch()
+                self._decode_into(chunk, scratch)
+                dest[...] = scratch[lo:hi]
+            pos += hi - lo
+        return out
+
+    def __getstate__(self) -> dict[str, Any]:  # e.g. DataLoader workers started with "spawn"
+        state = dict(self.__dict__)
+        state.update(_zarr=None, _buffers={})
+        return state
+
+    def read_reference(self, start: int, stop: int) -> np.ndarray:
+        """The same frames through zarr-python (the reference path)."""
+        if self._zarr is None:
+            import zarr
+
+            self._zarr = zarr.open_array(str(self.dir), mode="r")
+        return np.asarray(self._zarr[start:stop])
+
+    def take(self, indices: np.ndarray) -> np.ndarray:
+        """Frames at sorted-or-not ``indices``; each run of nearby frames costs one range read."""
+        indices = np.asarray(indices, dtype=np.int64)
+        if indices.size == 0:
+            return np.empty((0, *self.shape[1:]), dtype=self.dtype)
+        lo, hi = int(indices.min()), int(indices.max()) + 1
+        if hi - lo == len(indices) and np.array_equal(indices, np.arange(lo, hi)):
+            return self.read(lo, hi)  # a plain window (the common case): no gather copy
+        if hi - lo <= 4 * len(indices) + self.chunk_shape[0]:
+            return self.read(lo, hi)[indices - lo]
+        return np.stack([self.read(int(i), int(i) + 1)[0] for i in indices])

@@ -1,0 +1,99 @@
+"""On-disk layout of the episode store (a zarr v3 group) and its commit record.
+
+::
+
+    <store>/
+      zarr.json                 zarr group; attributes {"librobot": {"format": ..., "version": ...}}
+      librobot_store.json       the commit record, written atomically after each episode:
+                                fps, features, tasks, num_episodes, num_frames, robot_type, info
+      stats.json                dataset statistics (librobot.data.stats), written on close
+      stats_state.json          the statistics accumulator, so later appends extend it
+      data/<feature>            one array per feature, all episodes concatenated on axis 0;
+                                images uint8 [N, C, H, W], everything else [N, *shape]
+      meta/episode_ends         int64 [E], exclusive end frame of each episode
+      meta/task_index           int32 [N], index into the record's task list, per frame
+
+Arrays may run past ``num_frames`` after a crash mid-episode: readers trust the commit record, and
+a writer opened to append trims them back first.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from librobot.core.checkpoint import write_json
+from librobot.core.specs import FeatureSpec
+from librobot.data.episode import is_image_key
+from librobot.data.errors import DataFormatError
+
+STORE_FORMAT = "librobot-episode-store"
+STORE_VERSION = 1
+RECORD_FILE = "librobot_store.json"
+STATS_FILE = "stats.json"
+STATS_STATE_FILE = "stats_state.json"
+DATA_GROUP = "data"
+EPISODE_ENDS = "meta/episode_ends"
+TASK_INDEX = "meta/task_index"
+
+IMAGE_CHUNK_BYTES = 64 * 1024  # a random read decodes whole chunks: one or two frames of a camera
+NUMERIC_CHUNK_BYTES = 1 << 20
+META_CHUNK = 65536
+
+
+def is_store(path: str | Path) -> bool:
+    return (Path(path) / RECORD_FILE).is_file()
+
+
+def chunk_frames(spec: FeatureSpec, image_chunk_frames: int | None = None) -> int:
+    """Frames per chunk: small for images (random access decodes a whole chunk), large otherwise."""
+    frame_bytes = int(np.prod(spec.shape or (1,))) * np.dtype(spec.dtype).itemsize
+    if is_image_key(spec.name):
+        if image_chunk_frames is not None:
+            return max(1, int(image_chunk_frames))
+        return int(np.clip(round(IMAGE_CHUNK_BYTES / max(frame_bytes, 1)), 1, 64))
+    return int(np.clip(NUMERIC_CHUNK_BYTES // max(frame_bytes, 1), 256, META_CHUNK))
+
+
+def read_record(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    record_path = path / RECORD_FILE
+    if not record_path.is_file():
+        raise DataFormatError(
+            f"{path} is not a librobot episode store: {RECORD_FILE} is missing "
+            f"(convert a dataset into a store with `librobot data convert`)"
+        )
+    try:
+        record = json.loads(record_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DataFormatError(f"{record_path} is not valid JSON: {exc}") from exc
+    if record.get("format") != STORE_FORMAT:
+        raise DataFormatError(f"{record_path}: format is {record.get('format')!r}, expected {STORE_FORMAT!r}")
+    if int(record.get("version", 0)) > STORE_VERSION:
+        raise DataFormatError(
+            f"{record_path}: written by a newer librobot-data (store version {record['version']}, "
+            f"this one reads up to {STORE_VERSION}); upgrade librobot-data"
+        )
+    for key in ("fps", "features", "tasks", "num_episodes", "num_frames"):
+        if key not in record:
+            raise DataFormatError(f"{record_path}: missing key '{key}'")
+    return record
+
+
+def write_record(path: str | Path, record: dict[str, Any]) -> None:
+    write_json(Path(path) / RECORD_FILE, record)
+
+
+def features_from_record(record: dict[str, Any]) -> dict[str, FeatureSpec]:
+    return {key: FeatureSpec.from_dict(spec) for key, spec in record["features"].items()}
+
+
+def dir_size(path: str | Path) -> int:
+    """Bytes of every file under ``path`` (or of the file itself)."""
+    path = Path(path)
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())

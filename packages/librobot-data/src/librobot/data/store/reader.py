@@ -1,0 +1,188 @@
+"""EpisodeStore: read-only access to a store's committed episodes, frame ranges and metadata."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from librobot.core.specs import FeatureSpec
+from librobot.data.episode import Episode, is_image_key
+from librobot.data.errors import DataFormatError
+from librobot.data.store.chunks import ChunkReader
+from librobot.data.store.layout import (
+    DATA_GROUP,
+    EPISODE_ENDS,
+    STATS_FILE,
+    TASK_INDEX,
+    dir_size,
+    features_from_record,
+    read_record,
+)
+
+
+class EpisodeStore:
+    """A store opened for reading. Cheap to open; arrays are read on demand, chunk by chunk.
+
+    ``fast=False`` reads through zarr-python instead of the chunk reader (the reference path).
+    Safe to use from DataLoader workers: it holds no open file handles between reads.
+    """
+
+    def __init__(self, path: str | Path, *, fast: bool = True) -> None:
+        self.path = Path(path)
+        self.format_name = "store"
+        self.record = read_record(self.path)
+        self.fast = fast
+        self.features: dict[str, FeatureSpec] = features_from_record(self.record)
+        self.fps = float(self.record["fps"])
+        self.tasks: list[str] = list(self.record["tasks"])
+        self.num_episodes = int(self.record["num_episodes"])
+        self.num_frames = int(self.record["num_frames"])
+        self.robot_type = self.record.get("robot_type")
+        self.info: dict[str, Any] = dict(self.record.get("info") or {})
+        self._readers: dict[str, ChunkReader] = {}
+        ends = self._reader(EPISODE_ENDS).read(0, self.num_episodes) if self.num_episodes else np.zeros(0, np.int64)
+        self.episode_ends = ends.astype(np.int64)
+        self.episode_starts = np.concatenate([[0], self.episode_ends[:-1]]).astype(np.int64)
+        if self.num_episodes and (self.episode_ends[-1] != self.num_frames or np.any(np.diff(self.episode_ends) <= 0)):
+            raise DataFormatError(
+                f"{self.path}: episode ends {self.episode_ends[:5].tolist()}... do not add up to "
+                f"{self.num_frames} frames; the store is corrupt"
+            )
+        self._task_index: np.ndarray | None = None
+
+    def _reader(self, name: str) -> ChunkReader:
+        reader = self._readers.get(name)
+        if reader is None:
+            array_dir = self.path / name
+            if not array_dir.is_dir():
+                raise DataFormatError(f"{self.path}: array '{name}' is missing ({array_dir} does not exist)")
+            reader = ChunkReader(array_dir)
+            if name.startswith(DATA_GROUP + "/") and reader.shape[0] < self.num_frames:
+                raise DataFormatError(
+                    f"{array_dir}: has {reader.shape[0]} frames but the store records {self.num_frames}; truncated"
+                )
+            self._readers[name] = reader
+        return reader
+
+    def _check_key(self, key: str) -> None:
+        if key not in self.features:
+            raise KeyError(f"{self.path}: no feature '{key}' (features: {sorted(self.features)})")
+
+    # ------------------------------------------------------------------ frames
+    def read(self, key: str, start: int, stop: int, *, layout: str = "chw") -> np.ndarray:
+        """Frames ``[start, stop)`` (global indices) of ``key``; images as [n, C, H, W] or ``layout="hwc"``."""
+        self._check_key(key)
+        if not 0 <= start <= stop <= self.num_frames:
+            raise IndexError(f"{self.path}: frames [{start}, {stop}) outside [0, {self.num_frames})")
+        reader = self._reader(f"{DATA_GROUP}/{key}")
+        data = reader.read(start, stop) if self.fast else reader.read_reference(start, stop)
+        if layout == "hwc" and is_image_key(key):
+            data = np.ascontiguousarray(data.transpose(0, 2, 3, 1))
+        return data
+
+    def take(self, key: str, indices: np.ndarray) -> np.ndarray:
+        """Frames at global ``indices`` (any order, repeats allowed); images as [n, C, H, W]."""
+        self._check_key(key)
+        indices = np.asarray(indices, dtype=np.int64)
+        if indices.size and (indices.min() < 0 or indices.max() >= self.num_frames):
+            raise IndexError(f"{self.path}: frame index outside [0, {self.num_frames})")
+        reader = self._reader(f"{DATA_GROUP}/{key}")
+        if self.fast:
+            return reader.take(indices)
+        if indices.size == 0:
+            return np.empty((0, *reader.shape[1:]), dtype=reader.dtype)
+        lo, hi = int(indices.min()), int(indices.max()) + 1
+        return reader.read_reference(lo, hi)[indices - lo]
+
+    @property
+    def task_index(self) -> np.ndarray:
+        """int32 [N]: each frame's index into ``tasks``."""
+        if self._task_index is None:
+            self._task_index = self._reader(TASK_INDEX).read(0, self.num_frames)
+        return self._task_index
+
+    # ------------------------------------------------------------------ episodes
+    def episode_range(self, episode: int) -> tuple[int, int]:
+        if not -self.num_episodes <= episode < self.num_episodes:
+            raise IndexError(f"{self.path}: episode {episode} out of range (0..{self.num_episodes - 1})")
+        episode %= self.num_episodes
+        return int(self.episode_starts[episode]), int(self.episode_ends[episode])
+
+    def episode_lengths(self) -> np.ndarray:
+        return self.episode_ends - self.episode_starts
+
+    def episode_of_frame(self, frames: np.ndarray) -> np.ndarray:
+        return np.searchsorted(self.episode_ends, np.asarray(frames), side="right")
+
+    def episode_task(self, episode: int) -> str | list[str]:
+        """The episode's task, or its per-frame tasks when it changes within the episode."""
+        start, stop = self.episode_range(episode)
+        ids = self.task_index[start:stop]
+        if np.all(ids == ids[0]):
+            return self.tasks[int(ids[0])]
+        return [self.tasks[int(i)] for i in ids]
+
+    def episode(self, episode: int, keys: list[str] | None = None) -> Episode:
+        """A whole episode in the writer's convention (images uint8 [T, H, W, C])."""
+        start, stop = self.episode_range(episode)
+        keys = list(self.features) if keys is None else keys
+        frames = {k: self.read(k, start, stop, layout="hwc") for k in keys}
+        return Episode(
+            frames=frames, task=self.episode_task(episode), fps=self.fps, metadata={"episode_index": episode}
+        )
+
+    def __len__(self) -> int:
+        return self.num_episodes
+
+    def __iter__(self) -> Iterator[Episode]:
+        for i in range(self.num_episodes):
+            yield self.episode(i)
+
+    # ------------------------------------------------------------------ metadata
+    @property
+    def stats(self) -> dict[str, Any] | None:
+        path = self.path / STATS_FILE
+        if not path.is_file():
+            return None
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise DataFormatError(f"{path} is not valid JSON: {exc}") from exc
+
+    @property
+    def cameras(self) -> list[str]:
+        return [k.split(".", 2)[2] for k in self.features if is_image_key(k)]
+
+    def nbytes_on_disk(self) -> int:
+        return dir_size(self.path)
+
+    def summary(self) -> dict[str, Any]:
+        lengths = self.episode_lengths()
+        return {
+            "path": str(self.path),
+            "format": "store",
+            "fps": self.fps,
+            "robot_type": self.robot_type,
+            "num_episodes": self.num_episodes,
+            "num_frames": self.num_frames,
+            "episode_length": {"min": int(lengths.min()), "max": int(lengths.max()), "mean": float(lengths.mean())}
+            if len(lengths)
+            else None,
+            "tasks": self.tasks,
+            "features": {k: spec.to_dict() for k, spec in self.features.items()},
+            "bytes_on_disk": self.nbytes_on_disk(),
+        }
+
+    def close(self) -> None:
+        """Nothing to release (files are opened per read); present for symmetry with format readers."""
+
+    def __repr__(self) -> str:
+        return f"EpisodeStore({str(self.path)!r}, episodes={self.num_episodes}, frames={self.num_frames})"
+
+
+def open_store(path: str | Path, **kwargs: Any) -> EpisodeStore:
+    return EpisodeStore(path, **kwargs)
