@@ -108,3 +108,15 @@ def test_edm_with_ideal_denoiser_lands_on_the_data_point():
     x = target + sigmas[0] * torch.randn(3, 4, dtype=torch.float64)
     out = ref.edm_sample(lambda y, s: target.expand_as(y), x, sigmas)
     torch.testing.assert_close(out, target)
+
+
+def test_attention_with_prefix_padding_when_own_keys_differ_from_queries():
+    # regression: the chunk's own (never padded) keys were sized by Lq instead of by k
+    g = torch.Generator().manual_seed(4)
+    b, h, lp, lq, lown, d = 2, 2, 6, 3, 5, 8
+    t = lambda *s: torch.randn(*s, generator=g, dtype=torch.float64)  # noqa: E731
+    q, k, v, kp, vp = t(b, h, lq, d), t(b, h, lown, d), t(b, h, lown, d), t(b, h, lp, d), t(b, h, lp, d)
+    pad = torch.tensor([[True] * 4 + [False] * 2, [True] * 6])
+    got = ref.attention_with_prefix(q, k, v, kp, vp, prefix_padding_mask=pad)
+    visible = torch.cat([pad, torch.ones(b, lown, dtype=torch.bool)], 1)[:, None, None, :].expand(b, 1, lq, lp + lown)
+    torch.testing.assert_close(got, sdpa_with_mask(q, torch.cat([kp, k], 2), torch.cat([vp, v], 2), visible))

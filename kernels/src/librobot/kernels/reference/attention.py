@@ -29,7 +29,9 @@ from librobot.core.errors import SpecError
 
 def _check_qkv(q: Tensor, k: Tensor, v: Tensor) -> None:
     if q.dim() != 4 or k.dim() != 4 or v.dim() != 4:
-        raise SpecError(f"attention expects 4-D [B, H, L, D] tensors, got q{list(q.shape)} k{list(k.shape)} v{list(v.shape)}")
+        raise SpecError(
+            f"attention expects 4-D [B, H, L, D] tensors, got q{list(q.shape)} k{list(k.shape)} v{list(v.shape)}"
+        )
     if k.shape != v.shape:
         raise SpecError(f"k and v must have the same shape, got {list(k.shape)} and {list(v.shape)}")
     b, hq, _, d = q.shape
@@ -159,12 +161,13 @@ def attention_with_prefix(
     """
     _check_qkv(q, k, v)
     _check_qkv(q, k_prefix, v_prefix)
-    b, _, lq, _ = q.shape
+    b = q.shape[0]
     lp = k_prefix.shape[2]
     keys = torch.cat([k_prefix, k], dim=2)
     values = torch.cat([v_prefix, v], dim=2)
     padding = None
     if prefix_padding_mask is not None:
-        own = torch.ones(b, lq, dtype=torch.bool, device=q.device)
+        # the chunk's own keys are never padded; size them by k (its length may differ from Lq)
+        own = torch.ones(b, k.shape[2], dtype=torch.bool, device=q.device)
         padding = torch.cat([prefix_padding_mask.to(q.device), own], dim=1)
     return attention(q, keys, values, causal=causal, q_offset=lp, key_padding_mask=padding, scale=scale)

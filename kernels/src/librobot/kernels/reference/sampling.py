@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from itertools import pairwise
 
 import torch
 from torch import Tensor
@@ -123,7 +124,7 @@ def flow_sample(
         raise SpecError("flow_sample needs at least two timesteps")
     if method not in ("euler", "heun"):
         raise SpecError(f"method must be 'euler' or 'heun', got {method!r}")
-    for t, t_next in zip(timesteps[:-1], timesteps[1:]):
+    for t, t_next in pairwise(timesteps):
         dt = float(t_next) - float(t)
         velocity = velocity_fn(x, float(t))
         if method == "euler":
@@ -149,7 +150,13 @@ def ddim_sample(
         acp_prev = float(alphas_cumprod[prev]) if prev is not None else 1.0
         noise = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device) if eta > 0 else None
         x = ddim_step(
-            x, eps_fn(x, int(t)), noise, acp_t=float(alphas_cumprod[t]), acp_prev=acp_prev, eta=eta, clip_sample=clip_sample
+            x,
+            eps_fn(x, int(t)),
+            noise,
+            acp_t=float(alphas_cumprod[t]),
+            acp_prev=acp_prev,
+            eta=eta,
+            clip_sample=clip_sample,
         )
     return x
 
@@ -167,7 +174,9 @@ def ddpm_sample(
     for t in range(steps - 1, -1, -1):
         acp_prev = float(alphas_cumprod[t - 1]) if t > 0 else 1.0
         noise = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device) if t > 0 else None
-        x = ddpm_step(x, eps_fn(x, t), noise, acp_t=float(alphas_cumprod[t]), acp_prev=acp_prev, clip_sample=clip_sample)
+        x = ddpm_step(
+            x, eps_fn(x, t), noise, acp_t=float(alphas_cumprod[t]), acp_prev=acp_prev, clip_sample=clip_sample
+        )
     return x
 
 
@@ -182,7 +191,7 @@ def edm_sample(
 ) -> Tensor:
     """EDM's stochastic Heun sampler over descending ``sigmas`` ending at 0; ``x`` starts at σ_0."""
     n = len(sigmas) - 1
-    for sigma, sigma_next in zip(sigmas[:-1], sigmas[1:]):
+    for sigma, sigma_next in pairwise(sigmas):
         gamma = min(churn / n, math.sqrt(2.0) - 1.0) if churn > 0 else 0.0
         sigma_hat = float(sigma) * (1.0 + gamma)
         x_hat = x
