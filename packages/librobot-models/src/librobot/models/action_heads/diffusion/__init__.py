@@ -1,0 +1,1 @@
+"""diffusion action head: config.py (dataclass that builds it) and model.py."""

@@ -1,0 +1,1 @@
+"""flow_matching action head: config.py (dataclass that builds it) and model.py."""

@@ -1,0 +1,1 @@
+"""hybrid action head: config.py (dataclass that builds it) and model.py."""

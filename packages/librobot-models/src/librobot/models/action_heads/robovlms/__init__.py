@@ -1,0 +1,1 @@
+"""robovlms action head: config.py (dataclass that builds it) and model.py."""

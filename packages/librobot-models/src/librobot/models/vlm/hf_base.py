@@ -1,0 +1,500 @@
+"""HFVLM: the common machinery of the wrappers over ``transformers`` vision-language models.
+
+A family module (qwen2_vl.py, paligemma.py…) says how its model turns images into language-model
+embeddings, how its prompt is laid out, and how its language layers are called; this class does the
+rest the same way for all of them: input checks, tokenising and left-padding, scattering image
+features into the token embeddings, the prefix + suffix pass, the prefix KV cache, freezing by part,
+building from a config (random weights, real sizes or tiny) or loading a local Hugging Face folder,
+and saving in that layout.
+
+Prompt layout per sample (left-padded to the batch): the family's image block for each view, then
+the instruction; see each family's ``_prompt``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from librobot.core.checkpoint import atomic_directory, write_json
+from librobot.core.errors import CheckpointError, ConfigError, SpecError
+from librobot.models.vlm.base import AbstractVLM, VLMOutput
+from librobot.models.vlm.kv_cache import KVLayout, PrefixKV, kv_from_cache, left_padded_positions
+from librobot.models.vlm.preprocess import resize_normalize
+
+LIBROBOT_META = "librobot_vlm.json"
+
+
+def parse_dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:
+    if dtype is None or isinstance(dtype, torch.dtype):
+        return dtype
+    table = {
+        "float32": torch.float32,
+        "fp32": torch.float32,
+        "bfloat16": torch.bfloat16,
+        "bf16": torch.bfloat16,
+        "float16": torch.float16,
+        "fp16": torch.float16,
+    }
+    if dtype not in table:
+        raise ConfigError(f"unknown dtype {dtype!r}; use one of {sorted(table)}")
+    return table[dtype]
+
+
+def check_pretrained_folder(folder: str | Path, owner: str) -> Path:
+    if isinstance(folder, bool):
+        raise ConfigError(
+            f"{owner}: pretrained={folder!r}: pass the path of a local folder holding the Hugging Face checkpoint "
+            f"(nothing is downloaded at run time), or leave pretrained unset for random weights"
+        )
+    path = Path(folder).expanduser()
+    if not path.is_dir():
+        raise CheckpointError(
+            f"{owner}: pretrained folder '{path}' does not exist. Nothing is downloaded at run time: download "
+            f"the checkpoint (config.json, *.safetensors, tokenizer files) into a local folder and pass its path"
+        )
+    if not (path / "config.json").is_file():
+        raise CheckpointError(f"{owner}: '{path}' has no config.json; it is not a Hugging Face model folder")
+    return path
+
+
+class HFVLM(AbstractVLM):
+    """Base of the transformers wrappers; ``self.hf`` is the ``*ForConditionalGeneration`` model."""
+
+    family: ClassVar[str] = ""
+    model_types: ClassVar[tuple[str, ...]] = ()  # config.model_type values this family loads
+    specials: ClassVar[tuple[str, ...]] = ()  # structure tokens a generated tokenizer must carry
+    image_mean: ClassVar[tuple[float, ...]] = (0.5, 0.5, 0.5)
+    image_std: ClassVar[tuple[float, ...]] = (0.5, 0.5, 0.5)
+    resample: ClassVar[str] = "bicubic"
+    position_scheme: ClassVar[str] = "rope"
+    prefix_attention: ClassVar[str] = "causal"
+
+    def __init__(
+        self,
+        model: nn.Module,
+        tokenizer: Any,
+        *,
+        variant: str = "",
+        image_size: tuple[int, int] | None = None,
+        image_mean: Sequence[float] | None = None,
+        image_std: Sequence[float] | None = None,
+        max_text_tokens: int = 128,
+        pretrained: str | None = None,
+    ) -> None:
+        super().__init__()
+        self.hf = model
+        self.tokenizer = tokenizer
+        self.variant = variant
+        self.pretrained = pretrained
+        self.max_text_tokens = int(max_text_tokens)
+        self.image_size = tuple(image_size) if image_size is not None else self.default_image_size()
+        self.mean = tuple(image_mean) if image_mean is not None else self.image_mean
+        self.std = tuple(image_std) if image_std is not None else self.image_std
+        self._check_image_size(self.image_size)
+
+    # ================================================================== family hooks
+    @classmethod
+    def hf_class(cls) -> type:
+        raise NotImplementedError
+
+    def default_image_size(self) -> tuple[int, int]:
+        size = self.hf.config.vision_config.image_size
+        return (size, size) if isinstance(size, int) else tuple(size)
+
+    def _check_image_size(self, size: tuple[int, int]) -> None:
+        """Towers with fixed position tables accept only their own size."""
+        if tuple(size) != self.default_image_size():
+            raise ConfigError(
+                f"{self.variant or self.family}: image_size {tuple(size)} does not match the vision tower's "
+                f"{self.default_image_size()}; this tower has a fixed input size"
+            )
+
+    def text_config(self) -> Any:
+        return self.hf.config.get_text_config()
+
+    def tokens_per_view(self) -> int:
+        raise NotImplementedError
+
+    def _image_features(self, pixels: torch.Tensor) -> tuple[torch.Tensor, dict[str, Any]]:
+        """Normalised pixels [V, 3, h, w] → LM-space features [V, tokens_per_view, D] (+ extras)."""
+        raise NotImplementedError
+
+    def _prompt(self, text_ids: list[int], num_views: int) -> list[int]:
+        """One sample's token ids; image positions hold ``self.image_token_id``."""
+        raise NotImplementedError
+
+    def _image_mask(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Where image features go; most families mark them with one placeholder id."""
+        return (ids == self.image_token_id) & mask
+
+    def _language(
+        self,
+        embeds: torch.Tensor,
+        mask: torch.Tensor,
+        positions: torch.Tensor,
+        cache: Any,
+        use_cache: bool,
+        extras: dict[str, Any],
+    ) -> tuple[torch.Tensor, Any]:
+        """Run the language layers; returns (final hidden states, cache)."""
+        raise NotImplementedError
+
+    def part_modules(self) -> dict[str, list[nn.Module]]:
+        raise NotImplementedError
+
+    @property
+    def image_token_id(self) -> int:
+        return int(self.hf.config.image_token_id)
+
+    @property
+    def language_layers(self) -> int:
+        return int(self.text_config().num_hidden_layers)
+
+    # positions ---------------------------------------------------------------
+    position_start: ClassVar[int] = 0  # first position (PaliGemma counts from 1)
+
+    def _positions(self, ids: torch.Tensor, mask: torch.Tensor, image_mask: torch.Tensor, extras: dict) -> torch.Tensor:
+        return left_padded_positions(mask, start=self.position_start)
+
+    def _next_position(self, positions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        pos = positions if positions.ndim == 2 else positions.amax(0)
+        return pos.masked_fill(~mask, -1).amax(-1) + 1
+
+    def _suffix_positions(self, next_position: torch.Tensor, length: int) -> torch.Tensor:
+        return next_position[:, None] + torch.arange(length, device=next_position.device)[None]
+
+    def _cat_positions(self, prefix: torch.Tensor, suffix: torch.Tensor) -> torch.Tensor:
+        return torch.cat([prefix, suffix], dim=-1)
+
+    # ================================================================== tokenising
+    def _pad_id(self) -> int:
+        pad = self.tokenizer.pad_token_id
+        if pad is None:
+            pad = self.text_config().pad_token_id
+        return int(pad or 0)
+
+    def special_id(self, token: str) -> int:
+        """Id of a structure token in this backbone's tokenizer (clear error when it lacks it)."""
+        tid = self.tokenizer.convert_tokens_to_ids(token)
+        if tid is None or (tid == self.tokenizer.unk_token_id and token != self.tokenizer.unk_token):
+            raise ConfigError(
+                f"{self.variant}: the tokenizer has no '{token}' token, which the {self.family} prompt needs"
+            )
+        return int(tid)
+
+    # How the instruction sits in the family's prompt (text around it is tokenised together with it,
+    # as the family's own processor does), e.g. LLaVA's "\n{text} ASSISTANT:".
+    instruction_template: ClassVar[str] = "{text}"
+
+    def text_ids(self, texts: Sequence[str]) -> list[list[int]]:
+        """Token ids of each instruction (cut to ``max_text_tokens``) inside ``instruction_template``."""
+        tok = self.tokenizer
+        # split_special_tokens: an instruction containing "<image>" must not become an image slot
+        enc = tok(list(texts), add_special_tokens=False, split_special_tokens=True, return_offsets_mapping=True)
+        cut = [
+            t if len(ids) <= self.max_text_tokens else t[: offsets[self.max_text_tokens - 1][1]]
+            for t, ids, offsets in zip(texts, enc["input_ids"], enc["offset_mapping"])
+        ]
+        if self.instruction_template == "{text}":
+            return [ids[: self.max_text_tokens] for ids in enc["input_ids"]]
+        wrapped = [self.instruction_template.format(text=t) for t in cut]
+        return tok(wrapped, add_special_tokens=False, split_special_tokens=True)["input_ids"]
+
+    def tokenize(self, texts: Sequence[str], num_views: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """The prompt ids [B, L] (left-padded) and mask [B, L] for ``texts`` with ``num_views`` images each."""
+        rows = [self._prompt(t, num_views) for t in self.text_ids(texts)]
+        length = max(len(r) for r in rows)
+        pad = self._pad_id()
+        ids = torch.full((len(rows), length), pad, dtype=torch.long)
+        mask = torch.zeros(len(rows), length, dtype=torch.bool)
+        for i, row in enumerate(rows):
+            ids[i, length - len(row) :] = torch.tensor(row, dtype=torch.long)
+            mask[i, length - len(row) :] = True
+        return ids.to(self.device), mask.to(self.device)
+
+    # ================================================================== images
+    def preprocess(self, views: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Views (each [B, 3, H, W] in [0, 1]) → normalised pixels [B * N, 3, h, w], sample-major."""
+        stacked = torch.stack([v.to(self.device, torch.float32) for v in views], dim=1)  # [B, N, 3, H, W]
+        flat = stacked.flatten(0, 1)
+        return resize_normalize(flat, self.image_size, self.mean, self.std, self.resample)
+
+    def encode_image(self, images: Any) -> torch.Tensor:
+        """Image tokens [B, N * tokens_per_view, D] in the language model's embedding space."""
+        views = self._views(images)
+        feats, _ = self._image_features(self.preprocess(views))
+        b = views[0].shape[0]
+        return feats.reshape(b, -1, feats.shape[-1])
+
+    def encode_text(self, text: Sequence[str] | str) -> torch.Tensor:
+        """Token embeddings [B, L, D] of the instruction alone (left-padded, no image block)."""
+        texts = self._texts(text, None)
+        rows = self.text_ids(texts)
+        length = max(1, max(len(r) for r in rows))
+        ids = torch.full((len(rows), length), self._pad_id(), dtype=torch.long)
+        for i, row in enumerate(rows):
+            if row:
+                ids[i, length - len(row) :] = torch.tensor(row, dtype=torch.long)
+        return self.hf.get_input_embeddings()(ids.to(self.device))
+
+    # ================================================================== prefix
+    def prepare_prefix(self, images: Any, text: Any) -> dict[str, Any]:
+        """Embeddings [B, L, D], mask, image mask, positions and family extras of the prefix."""
+        views = self._views(images) if images is not None else []
+        batch = views[0].shape[0] if views else None
+        texts = self._texts(text, batch)
+        ids, mask = self.tokenize(texts, len(views))
+        embed = self.hf.get_input_embeddings()
+        safe_ids = ids.clamp(max=embed.num_embeddings - 1)  # placeholder ids may sit outside the table
+        embeds = embed(safe_ids)
+        image_mask = self._image_mask(ids, mask)
+        extras: dict[str, Any] = {}
+        if views:
+            feats, extras = self._image_features(self.preprocess(views))
+            feats = feats.reshape(-1, feats.shape[-1]).to(embeds.dtype)
+            if int(image_mask.sum()) != feats.shape[0]:
+                raise SpecError(
+                    f"{self.variant}: {int(image_mask.sum())} image placeholder tokens for {feats.shape[0]} image "
+                    f"features; the prompt and the vision tower disagree on tokens per image"
+                )
+            embeds = embeds.masked_scatter(image_mask[..., None], feats)
+        else:
+            image_mask = torch.zeros_like(ids, dtype=torch.bool)
+        positions = self._positions(ids, mask, image_mask, extras)
+        return {
+            "ids": ids,
+            "embeds": embeds,
+            "mask": mask,
+            "image_mask": image_mask,
+            "positions": positions,
+            "extras": extras,
+        }
+
+    # ================================================================== forward / extend
+    def forward(
+        self,
+        images: Any = None,
+        text: Any = None,
+        *,
+        suffix_embeds: torch.Tensor | None = None,
+        suffix_mask: torch.Tensor | None = None,
+        return_kv: bool = False,
+    ) -> VLMOutput:
+        p = self.prepare_prefix(images, text)
+        embeds, mask, image_mask, positions = p["embeds"], p["mask"], p["image_mask"], p["positions"]
+        length = embeds.shape[1]
+        next_position = self._next_position(positions, mask)
+        if suffix_embeds is not None:
+            s_mask = self._check_suffix(suffix_embeds, suffix_mask, embeds.shape[0])
+            s = suffix_embeds.shape[1]
+            embeds = torch.cat([embeds, suffix_embeds.to(embeds.dtype)], dim=1)
+            mask = torch.cat([mask, s_mask], dim=1)
+            image_mask = torch.cat([image_mask, torch.zeros_like(s_mask)], dim=1)
+            positions = self._cat_positions(positions, self._suffix_positions(next_position, s))
+            p["extras"]["suffix_length"] = s
+        hidden, cache = self._language(embeds, mask, positions, None, return_kv, p["extras"])
+        hidden = hidden.masked_fill(~mask[..., None], 0.0)
+        kv = None
+        if return_kv:
+            keys, values = kv_from_cache(cache, self.language_layers)
+            kv = PrefixKV(
+                keys=tuple(k[:, :, :length] for k in keys),
+                values=tuple(v[:, :, :length] for v in values),
+                attention_mask=mask[:, :length],
+                next_position=next_position,
+                layout=self.kv_layout,
+            )
+        return VLMOutput(hidden, mask, image_mask, kv, length)
+
+    def extend(
+        self, prefix_kv: PrefixKV, suffix_embeds: torch.Tensor, suffix_mask: torch.Tensor | None = None
+    ) -> VLMOutput:
+        """Hidden states [B, S, D] of suffix embeddings attending to a cached prefix (and causally to
+        each other), equal to the suffix part of ``forward(..., suffix_embeds=...)``."""
+        if prefix_kv.layout != self.kv_layout:
+            raise SpecError(f"{self.variant}: this PrefixKV was made by a backbone with layout {prefix_kv.layout}")
+        s_mask = self._check_suffix(suffix_embeds, suffix_mask, prefix_kv.batch_size)
+        s = suffix_embeds.shape[1]
+        mask = torch.cat([prefix_kv.attention_mask.to(s_mask.device), s_mask], dim=1)
+        positions = self._suffix_positions(prefix_kv.next_position.to(s_mask.device), s)
+        cache = self._cache_from(prefix_kv)
+        hidden, _ = self._language(suffix_embeds.to(self.dtype), mask, positions, cache, True, {"suffix_length": s})
+        hidden = hidden.masked_fill(~s_mask[..., None], 0.0)
+        return VLMOutput(hidden, s_mask, torch.zeros_like(s_mask), None, 0)
+
+    def _cache_from(self, prefix_kv: PrefixKV) -> Any:
+        return prefix_kv.to_dynamic_cache(self.text_config())
+
+    # ================================================================== description
+    @property
+    def kv_layout(self) -> KVLayout:
+        tc = self.text_config()
+        heads = int(tc.num_attention_heads)
+        hidden = int(tc.hidden_size)
+        head_dim = getattr(tc, "head_dim", None) or hidden // heads
+        rope = getattr(tc, "rope_parameters", None) or {}
+        return KVLayout(
+            num_layers=self.language_layers,
+            num_heads=heads,
+            num_kv_heads=int(getattr(tc, "num_key_value_heads", None) or heads),
+            head_dim=int(head_dim),
+            hidden_size=hidden,
+            position_scheme=self.position_scheme,
+            rope_theta=float(rope["rope_theta"]) if isinstance(rope, dict) and "rope_theta" in rope else None,
+            prefix_attention=self.prefix_attention,
+        )
+
+    @property
+    def embedding_dim(self) -> int:
+        return int(self.text_config().hidden_size)
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return {
+            "family": self.family,
+            "variant": self.variant,
+            "pretrained": self.pretrained,
+            "image_size": list(self.image_size),
+            "max_text_tokens": self.max_text_tokens,
+            "hf_config": self.hf.config.to_dict(),
+        }
+
+    @property
+    def lm_head(self) -> nn.Module | None:
+        """The output projection to the vocabulary (RT-2/OpenVLA-style action tokens use it)."""
+        return self.hf.get_output_embeddings()
+
+    def compute_logits(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        head = self.lm_head
+        if head is None:
+            raise ConfigError(f"{self.variant}: this backbone has no language-model head")
+        return head(hidden_states)
+
+    # ================================================================== building and saving
+    @classmethod
+    def build(
+        cls,
+        variant: str,
+        make_config: Callable[[Any], Any],
+        *,
+        pretrained: str | Path | None = None,
+        dtype: torch.dtype | str | None = None,
+        device: str | torch.device | None = None,
+        attn_implementation: str | None = None,
+        image_size: int | tuple[int, int] | None = None,
+        max_text_tokens: int = 128,
+        tokenizer: Any = None,
+    ) -> HFVLM:
+        """Random weights from ``make_config(tokenizer)``, or real ones from a local folder."""
+        torch_dtype = parse_dtype(dtype)
+        size = (image_size, image_size) if isinstance(image_size, int) else image_size
+        if pretrained is not None and pretrained is not False:  # False: random weights, like None
+            return cls._load(
+                variant, pretrained, torch_dtype, device, attn_implementation, size, max_text_tokens, tokenizer
+            )
+        if tokenizer is None:
+            from librobot.models.vlm.tokenizer import build_byte_tokenizer
+
+            tokenizer = build_byte_tokenizer(cls.specials)
+        config = make_config(tokenizer)
+        if attn_implementation is not None:
+            config._attn_implementation = attn_implementation
+        with torch.device(device or "cpu"):
+            model = cls.hf_class()._from_config(config, dtype=torch_dtype)
+        # eval mode, as transformers' from_pretrained returns models; call .train() to fine-tune
+        return cls(model, tokenizer, variant=variant, image_size=size, max_text_tokens=max_text_tokens).eval()
+
+    @classmethod
+    def _load(cls, variant, folder, dtype, device, attn, size, max_text_tokens, tokenizer) -> HFVLM:
+        from transformers import AutoConfig, AutoTokenizer
+
+        path = check_pretrained_folder(folder, variant)
+        config = AutoConfig.from_pretrained(path, local_files_only=True)
+        if config.model_type not in cls.model_types:
+            raise ConfigError(
+                f"'{path}' holds a '{config.model_type}' checkpoint but {variant} is a {cls.family} backbone "
+                f"(model_type {', '.join(cls.model_types)}); pick the matching variant with list_vlms()"
+            )
+        kwargs: dict[str, Any] = {"local_files_only": True}
+        if attn is not None:
+            kwargs["attn_implementation"] = attn
+        if dtype is not None:
+            kwargs["dtype"] = dtype
+        if device is not None:
+            kwargs["device_map"] = str(device)
+        model = cls.hf_class().from_pretrained(path, **kwargs).eval()
+        if tokenizer is None:
+            try:
+                tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+            except (OSError, ValueError) as exc:
+                raise CheckpointError(
+                    f"{variant}: no usable tokenizer files in '{path}' ({exc}); copy the "
+                    f"checkpoint's tokenizer.json/tokenizer_config.json there"
+                ) from exc
+        meta = json.loads((path / LIBROBOT_META).read_text()) if (path / LIBROBOT_META).is_file() else {}
+        pre = (
+            json.loads((path / "preprocessor_config.json").read_text())
+            if (path / "preprocessor_config.json").is_file()
+            else {}
+        )
+        if size is None and meta.get("image_size"):
+            size = tuple(meta["image_size"])
+        if size is None:
+            size = cls.size_from_preprocessor(pre)
+        return cls(
+            model,
+            tokenizer,
+            variant=variant,
+            image_size=size,
+            image_mean=pre.get("image_mean"),
+            image_std=pre.get("image_std"),
+            max_text_tokens=meta.get("max_text_tokens", max_text_tokens),
+            pretrained=str(path),
+        ).eval()
+
+    @classmethod
+    def size_from_preprocessor(cls, pre: dict[str, Any]) -> tuple[int, int] | None:
+        """Input size from a checkpoint's preprocessor_config.json, for towers that accept several."""
+        size = pre.get("size") or {}
+        if isinstance(size, dict) and "height" in size and "width" in size:
+            return (int(size["height"]), int(size["width"]))
+        return None
+
+    def image_processor(self) -> Any:
+        """The family's HF image processor with this backbone's settings (written by save_pretrained)."""
+        return None
+
+    def save_pretrained(self, folder: str | Path) -> Path:
+        """Write the Hugging Face layout (config.json, model.safetensors, tokenizer, preprocessor
+        config) atomically; ``pretrained=folder`` loads it back."""
+        folder = Path(folder)
+        with atomic_directory(folder) as tmp:
+            self.hf.save_pretrained(tmp, safe_serialization=True)
+            self.tokenizer.save_pretrained(tmp)
+            processor = self.image_processor()
+            if processor is not None:
+                processor.save_pretrained(tmp)
+            write_json(
+                tmp / LIBROBOT_META,
+                {
+                    "family": self.family,
+                    "variant": self.variant,
+                    "image_size": list(self.image_size),
+                    "max_text_tokens": self.max_text_tokens,
+                },
+            )
+        return folder
+
+    def extra_repr(self) -> str:
+        return f"variant={self.variant!r}, image_size={self.image_size}, dim={self.embedding_dim}"
+
+
+def modules_except(parent: nn.Module, skip: Sequence[str]) -> list[nn.Module]:
+    """Direct children of ``parent`` not named in ``skip`` (e.g. a vision tower minus its merger)."""
+    return [m for name, m in parent.named_children() if name not in skip]
