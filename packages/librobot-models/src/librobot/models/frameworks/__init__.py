@@ -1,0 +1,1 @@
+"""The VLA frameworks behind one API (``create_vla(name, vlm=..., action_dim=..., state_dim=...)``)."""

@@ -1,0 +1,109 @@
+"""Policy folders: everything needed to rebuild a framework, checksummed, nothing pickled.
+
+::
+
+    manifest.json          sha256 + size of every file below (librobot.core.checkpoint)
+    config.json            {"format": "librobot-policy", "framework": <registered name>, "config": {...},
+                            "vlm": {"name": <registered name>, "config": {...}}, "versions": {...}}
+    model.safetensors      every tensor of the framework except the backbone's
+    normalization.json     state/action statistics (NormalizationProcessor format)
+    vlm/                   the backbone in its own (Hugging Face) layout, loaded with pretrained=
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from librobot.core.checkpoint import (
+    atomic_directory,
+    load_tensors,
+    read_json,
+    save_tensors,
+    verify_checkpoint,
+    write_json,
+    write_manifest,
+)
+from librobot.core.errors import CheckpointError
+from librobot.core.registry import get_registry
+
+if TYPE_CHECKING:
+    from librobot.models.frameworks.base import AbstractVLA
+
+FORMAT = "librobot-policy"
+VERSION = 1
+VLM_PREFIX = "vlm."
+
+
+def _versions() -> dict[str, str]:
+    found = {}
+    for name in ("librobot-core", "librobot-kernels", "librobot-models", "torch", "transformers"):
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            pass
+    return found
+
+
+def vlm_name(vlm: Any) -> str:
+    """The registered name a backbone is rebuilt from (its variant, else its family)."""
+    config = getattr(vlm, "config", None) or {}
+    name = config.get("variant") or config.get("family")
+    if not name:
+        raise CheckpointError(f"{type(vlm).__name__} does not say which registered VLM it is (config has no variant/family)")
+    return str(name)
+
+
+def save_policy(model: AbstractVLA, directory: str | Path) -> Path:
+    directory = Path(directory)
+    name = model.registry_name or type(model).__name__
+    with atomic_directory(directory) as tmp:
+        model.vlm.save_pretrained(tmp / "vlm")
+        # clone: safetensors refuses tensors that share memory (tied weights)
+        tensors = {k: v.detach().cpu().clone() for k, v in model.state_dict().items() if not k.startswith(VLM_PREFIX)}
+        save_tensors(tmp / "model.safetensors", tensors)
+        write_json(tmp / "normalization.json", model.normalizer.state())
+        write_json(
+            tmp / "config.json",
+            {
+                "format": FORMAT,
+                "version": VERSION,
+                "framework": name,
+                "config": model.config.to_dict(),
+                "vlm": {"name": vlm_name(model.vlm), "config": model.vlm.config},
+                "versions": _versions(),
+            },
+        )
+        write_manifest(tmp, metadata={"format": FORMAT, "framework": name})
+    return directory
+
+
+def load_policy(directory: str | Path, *, device: str | torch.device = "cpu", verify: bool = True) -> AbstractVLA:
+    directory = Path(directory)
+    if verify:
+        verify_checkpoint(directory)
+    elif not directory.is_dir():
+        raise CheckpointError(f"policy folder {directory} does not exist")
+    meta = read_json(directory / "config.json")
+    if meta.get("format") != FORMAT:
+        raise CheckpointError(f"{directory}/config.json is not a LibroBot policy (format {meta.get('format')!r})")
+    if int(meta.get("version", 0)) > VERSION:
+        raise CheckpointError(f"{directory} was saved by a newer librobot-models (policy format {meta['version']}); upgrade")
+    from librobot.models import create_vlm
+
+    vlm = create_vlm(meta["vlm"]["name"], pretrained=str(directory / "vlm"))
+    framework = get_registry("vla").get(meta["framework"])
+    model = framework(vlm=vlm, config=meta["config"])
+    tensors = load_tensors(directory / "model.safetensors", framework="pt")
+    missing, unexpected = model.load_state_dict(tensors, strict=False)
+    missing = [k for k in missing if not k.startswith(VLM_PREFIX)]
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{directory}/model.safetensors does not match {type(model).__name__}: "
+            f"missing {missing[:5]}{'…' if len(missing) > 5 else ''}, unexpected {unexpected[:5]}"
+        )
+    model.normalizer.load_stats(read_json(directory / "normalization.json"))
+    return model.to(device)
