@@ -44,6 +44,7 @@ CATEGORIES: tuple[str, ...] = (
     "loss",
     "callback",
     "exporter",
+    "train_model",
 )
 
 
