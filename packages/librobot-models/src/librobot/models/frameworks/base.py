@@ -66,16 +66,41 @@ class AbstractVLA(nn.Module, VLAInterface):
         self.normalizer = Normalizer({B.ACTION: self.config.action_dim, **({B.OBS_STATE: self.config.state_dim} if self.config.state_dim else {})})
 
     def _finish_init(self) -> None:
-        """Subclasses call this last: applies ``freeze_vlm`` after every module exists."""
+        """Subclasses call this last: applies ``freeze_vlm`` after every module exists, and keeps
+        the backbone parameters this framework never reads frozen (see ``unused.py``)."""
         if self.config.freeze_vlm:
             self.freeze_backbone()
+        self._freeze_unused()
+
+    def backbone_probe(self, vlm: nn.Module, image: Tensor) -> list[Tensor]:
+        """What this framework reads from its VLM, for one image and a one-letter prompt (its
+        hidden states by default; frameworks that read logits, KV or image tokens override it)."""
+        return [vlm(image, ["a"]).hidden_states]
+
+    @property
+    def unused_backbone_parameters(self) -> list[str]:
+        """Backbone parameters this framework never reads (found once, on first need)."""
+        if self.__dict__.get("_unused_backbone") is None:
+            from librobot.models.frameworks.unused import parameters_without_path
+
+            self.__dict__["_unused_backbone"] = parameters_without_path(self.vlm, self.backbone_probe)
+        return self.__dict__["_unused_backbone"]
+
+    def _freeze_unused(self) -> None:
+        if not any(p.requires_grad for p in self.vlm.parameters()):
+            return  # a frozen backbone: nothing to do (and no probe forward)
+        params = dict(self.vlm.named_parameters())
+        for name in self.unused_backbone_parameters:
+            params[name].requires_grad_(False)
 
     # ------------------------------------------------------------------ framework hooks
     @abstractmethod
     def compute_loss(self, inputs: VLAInputs) -> dict[str, Tensor]: ...
 
     @abstractmethod
-    def sample_actions(self, inputs: VLAInputs, generator: torch.Generator | None, noise: Tensor | None) -> Tensor: ...
+    def sample_actions(
+        self, inputs: VLAInputs, generator: torch.Generator | None, noise: Tensor | None, **options: Any
+    ) -> Tensor: ...
 
     # ------------------------------------------------------------------ public API
     @property
@@ -107,6 +132,7 @@ class AbstractVLA(nn.Module, VLAInterface):
             state_dim=self.config.state_dim,
             action_dim=self.config.action_dim,
             horizon=self.config.horizon,
+            cameras=self.config.cameras,
         )
         device = self.device
         if inputs.views is not None:
@@ -145,8 +171,10 @@ class AbstractVLA(nn.Module, VLAInterface):
         *,
         generator: torch.Generator | None = None,
         noise: Tensor | None = None,
+        **options: Any,
     ) -> Tensor:
-        """An action chunk [B, H, A] in the robot's units.
+        """An action chunk [B, H, A] in the robot's units (``options`` go to the framework's
+        ``sample_actions``, e.g. π0's ``cache_prefix`` and ``guidance``).
 
         Randomness (diffusion/flow noise, CVAE latents) comes from ``generator``, explicit
         ``noise`` [B, H, A], or a generator seeded with ``config.seed`` — so the same inputs give
@@ -158,7 +186,7 @@ class AbstractVLA(nn.Module, VLAInterface):
             inputs = self.prepare(images, text, proprioception)
             if generator is None and noise is None:
                 generator = torch.Generator(device=self.device).manual_seed(self.config.seed)
-            actions = self.sample_actions(inputs, generator, noise)
+            actions = self.sample_actions(inputs, generator, noise, **options)
         finally:
             self.train(was_training)
         return self.normalizer.unnormalize(B.ACTION, actions)
@@ -172,6 +200,7 @@ class AbstractVLA(nn.Module, VLAInterface):
 
     def unfreeze_backbone(self) -> None:
         self.vlm.unfreeze()
+        self._freeze_unused()
 
     def get_num_parameters(self, trainable_only: bool = False) -> int:
         unique = {id(p): p for p in self.parameters()}

@@ -23,6 +23,8 @@ class VLAConfig:
     freeze_vlm: keep the backbone's weights fixed. head: overrides for the action head's config
     (e.g. ``{"num_inference_steps": 5}``). seed: default seed of ``predict_action`` when no
     generator or noise is given, so a saved policy predicts the same chunk after loading.
+    cameras: the cameras the policy reads, by name (None: whatever images are given; []: none, a
+    state-only policy). Images of other cameras in a camera → image mapping are ignored.
     """
 
     action_dim: int = 7
@@ -32,6 +34,7 @@ class VLAConfig:
     freeze_vlm: bool = False
     head: dict[str, Any] = field(default_factory=dict)
     seed: int = 0
+    cameras: list[str] | None = None
 
     def __post_init__(self) -> None:
         self.validate()
@@ -44,6 +47,8 @@ class VLAConfig:
                 raise ConfigError(f"{name}.{key} must be a positive int, got {value!r}")
         if not isinstance(self.state_dim, int) or self.state_dim < 0:
             raise ConfigError(f"{name}.state_dim must be an int >= 0 (0 = no proprioception), got {self.state_dim!r}")
+        if self.cameras is not None and not all(isinstance(c, str) and c for c in self.cameras):
+            raise ConfigError(f"{name}.cameras must be a list of camera names (or null), got {self.cameras!r}")
         if not isinstance(self.head, Mapping):
             raise ConfigError(f"{name}.head must be a mapping of head-config overrides, got {self.head!r}")
 

@@ -45,11 +45,15 @@ class VLAInputs:
         return None if self.state is None else self.state[:, -1]
 
 
-def _views_from(images: Any) -> list[Tensor] | None:
-    if images is None:
+def _views_from(images: Any, cameras: Sequence[str] | None) -> list[Tensor] | None:
+    if images is None or cameras == []:  # [] : a state-only policy ignores any images it is shown
         return None
     if isinstance(images, Mapping):
-        views = [images[k] for k in sorted(images)]
+        names = sorted(images) if cameras is None else list(cameras)
+        missing = [c for c in names if c not in images]
+        if missing:
+            raise SpecError(f"the policy reads cameras {names}; missing {missing} (given: {sorted(images)})")
+        views = [images[k] for k in names]
     elif isinstance(images, Tensor):
         if images.dim() == 4:
             views = [images]
@@ -61,6 +65,8 @@ def _views_from(images: Any) -> list[Tensor] | None:
         views = list(images)
     else:
         raise SpecError(f"images must be a tensor, a list of tensors or a camera → tensor mapping, got {type(images).__name__}")
+    if cameras is not None and not isinstance(images, Mapping) and len(views) != len(cameras):
+        raise SpecError(f"the policy reads {len(cameras)} camera(s) {list(cameras)}; got {len(views)} image view(s)")
     out = []
     for i, view in enumerate(views):
         if not isinstance(view, Tensor) or view.dim() not in (4, 5):
@@ -89,6 +95,7 @@ def canonicalize(
     state_dim: int,
     action_dim: int,
     horizon: int,
+    cameras: Sequence[str] | None = None,
 ) -> VLAInputs:
     """Validate and reshape framework inputs; errors name the argument and the expected layout."""
     if isinstance(images, Mapping) and any(k.startswith(B.OBS_PREFIX) or k in (B.ACTION, B.TASK) for k in images):
@@ -99,7 +106,7 @@ def canonicalize(
         proprioception = batch.get(B.OBS_STATE, proprioception)
         actions = batch.get(B.ACTION, actions)
         action_is_pad = batch.get(B.ACTION_IS_PAD, action_is_pad)
-    views = _views_from(images)
+    views = _views_from(images, cameras)
     sizes = {f"camera {i}": v.shape[0] for i, v in enumerate(views or [])}
     state = None
     if proprioception is not None:
