@@ -23,6 +23,8 @@ The safety layer lives in ``librobot.robots``; the runtime accepts any object wi
 
 from __future__ import annotations
 
+import inspect
+
 from abc import abstractmethod
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
@@ -97,15 +99,37 @@ def known_tasks(policy: Any) -> tuple[str, ...] | None:
     return tuple(tasks) if tasks else None
 
 
+class _ClockedFilter:
+    """Adapts a safety layer that reads its own clock (``filter(action)``, librobot.robots') to
+    the runtime's ``filter(action, now)``; give both the same clock so their times agree."""
+
+    def __init__(self, layer: Any) -> None:
+        self.layer = layer
+
+    def filter(self, action: np.ndarray, now: float) -> np.ndarray:
+        return self.layer.filter(action)
+
+    def reset(self) -> None:
+        reset = getattr(self.layer, "reset", None)
+        if callable(reset):
+            reset()
+
+
 def as_safety_filter(safety: Any) -> SafetyFilter:
-    """Check that ``safety`` has the safety layer's ``filter(action, now)``; refuse None loudly."""
+    """The runtime's view of ``safety``: ``filter(action, now)``, adapting ``filter(action)``;
+    refuses None loudly."""
     if safety is None:
         raise ConfigError(
             "the runtime needs the robot's safety layer between the policy and the robot; pass "
             "safety=<an object with filter(action, now)> (librobot.robots' safety layer for the robot's spec)"
         )
-    if not callable(getattr(safety, "filter", None)):
+    method = getattr(safety, "filter", None)
+    if not callable(method):
         raise ConfigError(
             f"safety={type(safety).__name__} has no filter(action, now) method; pass the robot's safety layer"
         )
-    return safety
+    try:
+        params = [p for p in inspect.signature(method).parameters.values() if p.default is p.empty]
+    except (TypeError, ValueError):
+        return safety
+    return _ClockedFilter(safety) if len(params) == 1 else safety

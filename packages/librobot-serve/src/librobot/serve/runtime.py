@@ -129,6 +129,12 @@ class PolicyRuntime(PolicyRuntimeInterface):
         self._delays: deque[int] = deque(maxlen=5)
         self._t = 0
 
+    @property
+    def needs_inference(self) -> bool:
+        """True when the next ``step`` calls the policy synchronously (``sync`` with an empty plan, or
+        ``ensemble``): a vectorised evaluator can compute those chunks for many runtimes in one batch."""
+        return (self.config.mode == "sync" and not self._plan) or self.config.mode == "ensemble"
+
     # ------------------------------------------------------------------ lifecycle
     def reset(self, task: str | None = None) -> None:
         """Start a new episode: forget plans, pending inference, ensembles and statistics."""

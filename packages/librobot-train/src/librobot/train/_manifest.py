@@ -34,9 +34,12 @@ CALLBACKS = [
     ("tensorboard", f"{_T}.callbacks.loggers:TensorBoardLogger", ["tb"], "TensorBoard scalars (extra: tensorboard)"),
     ("wandb", f"{_T}.callbacks.loggers:WandbLogger", ["weights-and-biases"], "Weights & Biases (extra: wandb)"),
     ("plot", f"{_T}.callbacks.loggers:CurvePlotter", ["curves"], "curves.png of losses and learning rates"),
+    ("export-policy", f"{_T}.evaluation.callbacks:ExportPolicy", [], "save the trained policy (EMA) as <run>/policy"),
+    ("closed-loop-eval", f"{_T}.evaluation.callbacks:ClosedLoopEval", ["sim-eval"], "success rates in simulated tasks"),
 ]
 MODELS = [
     ("demo-policy", f"{_T}.demo:demo_policy", ["demo"], "small image+instruction+state policy (demo, tests)"),
+    ("vla", f"{_T}.vla:build_vla", ["framework"], "any registered VLA framework, sized and normalised from the dataset"),
 ]
 DATASETS = [
     ("demo-reach", f"{_T}.demo:demo_reach_dataset", ["reach-demo"], "synthetic reach demonstrations (demo, tests)"),

@@ -1,0 +1,90 @@
+"""An in-process torch VLA (librobot-models) behind ``PolicyInterface``.
+
+Observations are single frames without batch axis, as a robot or simulator produces them:
+``observation.state`` [S] and ``observation.images.<camera>`` as uint8 [H, W, C] (or [C, H, W]) or
+float [C, H, W] in [0, 1]. ``predict_chunks`` takes the same keys stacked on a leading batch axis,
+so a server's dynamic batcher or a vectorised evaluator makes one forward pass for many requests.
+torch and librobot-models are imported only when a policy is built (extra: librobot-serve[export]).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from librobot.core import batch as B
+from librobot.core.errors import SpecError
+from librobot.core.extras import require
+from librobot.core.interfaces import PolicyInterface
+
+
+def _image_batch(torch: Any, frames: np.ndarray, key: str) -> Any:
+    """[N, H, W, C] uint8 / [N, C, H, W] uint8 or float → float [N, C, H, W] in [0, 1]."""
+    array = np.asarray(frames)
+    if array.ndim != 4:
+        raise SpecError(f"'{key}': expected one frame per request ([H, W, C] or [C, H, W]), got batch shape {array.shape}")
+    if array.shape[-1] in (1, 3) and array.shape[1] not in (1, 3):
+        array = array.transpose(0, 3, 1, 2)
+    tensor = torch.from_numpy(np.ascontiguousarray(array))
+    if tensor.dtype == torch.uint8:
+        return tensor.float().div_(255.0)
+    if not tensor.is_floating_point():
+        raise SpecError(f"'{key}': images must be uint8 or float in [0, 1], got {array.dtype}")
+    return tensor.float()
+
+
+class TorchPolicy(PolicyInterface):
+    """Wraps an ``AbstractVLA``; ``task`` is the default instruction when a request carries none."""
+
+    thread_safe = False
+
+    def __init__(self, model: Any, *, task: str | None = None, device: str | None = None) -> None:
+        self.torch = require("torch", extra="librobot-serve[export]", purpose="running torch policies")
+        self.model = model.eval()
+        if device is not None:
+            self.model.to(device)
+        self.task = task
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path, *, task: str | None = None, device: str = "cpu") -> TorchPolicy:
+        require("librobot.models", extra="librobot-serve[export]", purpose="loading torch policies")
+        from librobot.models.frameworks.base import AbstractVLA
+
+        return cls(AbstractVLA.from_pretrained(directory, device=device), task=task)
+
+    @property
+    def action_dim(self) -> int:
+        return int(self.model.action_dim)
+
+    @property
+    def chunk_size(self) -> int:
+        return int(self.model.horizon)
+
+    def predict_chunk(self, observation: Mapping[str, Any], task: str | None = None) -> np.ndarray:
+        batched = {k: np.asarray(v)[None] for k, v in observation.items() if k.startswith(B.OBS_PREFIX)}
+        return self.predict_chunks(batched, [task] if task is not None else None)[0]
+
+    def predict_chunks(self, observations: Mapping[str, Any], tasks: Sequence[str | None] | None = None, **_: Any) -> np.ndarray:
+        """Chunks [N, H, A] for N observations stacked on axis 0."""
+        torch = self.torch
+        device = next(self.model.parameters()).device
+        sizes = {k: len(v) for k, v in observations.items() if k.startswith(B.OBS_PREFIX)}
+        if not sizes or len(set(sizes.values())) > 1:
+            raise SpecError(f"observations need the same number of requests per key, got {sizes}")
+        n = next(iter(sizes.values()))
+        images = {
+            B.camera_of(k): _image_batch(torch, v, k).to(device)
+            for k, v in sorted(observations.items())
+            if k.startswith(B.OBS_IMAGES + ".")
+        }
+        state = observations.get(B.OBS_STATE)
+        proprio = torch.as_tensor(np.asarray(state), dtype=torch.float32, device=device) if state is not None else None
+        texts = [t if t is not None else self.task for t in (tasks or [None] * n)]
+        if any(t is None for t in texts):
+            raise SpecError("a request has no task instruction and the policy was built without a default task")
+        with torch.no_grad():
+            chunk = self.model.predict_action(images or None, list(texts), proprio)
+        return chunk.float().cpu().numpy()

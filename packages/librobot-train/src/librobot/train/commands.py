@@ -1,0 +1,132 @@
+"""``librobot sim record`` and ``librobot eval``: the recording and evaluation commands.
+
+``sim record`` joins the ``sim`` command group that librobot-robots contributes (robots cannot
+depend on the data store, so the recorder lives here, above both).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from librobot.core.errors import ConfigError
+
+
+def _env_kwargs(pairs: list[str]) -> dict[str, Any]:
+    from omegaconf import OmegaConf
+
+    out: dict[str, Any] = {}
+    for pair in pairs or []:
+        if "=" not in pair:
+            raise ConfigError(f"--env-arg expects key=value, got {pair!r}")
+        key, value = pair.split("=", 1)
+        out[key] = OmegaConf.from_dotlist([f"v={value}"])["v"]
+    return out
+
+
+# ------------------------------------------------------------------------------------ sim record
+def _run_record(args: argparse.Namespace) -> int:
+    from librobot.train.record import record_dataset
+
+    kwargs = _env_kwargs(args.env_arg)
+    kwargs.setdefault("render", not args.no_images)
+    summary = record_dataset(
+        args.env,
+        args.episodes,
+        args.out,
+        seed=args.seed,
+        only_successful=not args.keep_failures,
+        overwrite=args.overwrite,
+        max_steps=args.max_steps,
+        env_kwargs=kwargs,
+    )
+    per_env = ", ".join(f"{k}: {v}" for k, v in summary.per_env.items())
+    print(f"recorded {summary.episodes} episodes, {summary.frames} frames in {summary.seconds:.0f} s → {summary.path} ({per_env})")
+    return 0
+
+
+def add_sim_record(subparsers: Any) -> None:
+    """Add ``record`` to the ``sim`` group (created here if librobot-robots did not add it)."""
+    sim = subparsers.choices.get("sim") or subparsers.add_parser("sim", help="simulated environments")
+    groups = [a for a in sim._actions if isinstance(a, argparse._SubParsersAction)]
+    sim_sub = groups[0] if groups else sim.add_subparsers(dest="sim_command", metavar="SUBCOMMAND")
+    p = sim_sub.add_parser(
+        "record",
+        help="record scripted-expert demonstrations into a dataset (episode store)",
+        description="Run each env's scripted expert and write the episodes (LeRobot-compatible keys) into a new "
+        "episode store; the dataset appears only when complete.",
+    )
+    p.add_argument("--env", nargs="+", required=True, help="registered env names or globs (metaworld-*)")
+    p.add_argument("--episodes", type=int, required=True, help="episodes per env")
+    p.add_argument("--out", required=True, type=Path, help="the dataset folder to create")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-images", action="store_true", help="state only (no camera rendering: much faster on a CPU)")
+    p.add_argument("--keep-failures", action="store_true", help="keep episodes the expert failed")
+    p.add_argument("--max-steps", type=int, default=None)
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--env-arg", action="append", default=[], metavar="KEY=VALUE", help="env option, e.g. image_size=64")
+    p.set_defaults(func=_run_record)
+
+
+# ------------------------------------------------------------------------------------ eval
+def load_policy_for_eval(path: str | Path) -> tuple[Any, Any]:
+    """(policy, torch model or None) from a policy folder, a run folder, or an ONNX export folder."""
+    path = Path(path)
+    if (path / "policy" / "config.json").is_file():
+        path = path / "policy"
+    if (path / "policy.json").is_file() and not (path / "config.json").is_file():
+        from librobot.serve.onnx_policy import OnnxPolicy
+
+        return OnnxPolicy(path), None
+    if not (path / "config.json").is_file():
+        raise ConfigError(f"{path} is neither a policy folder (config.json), a run folder (policy/) nor an ONNX export (policy.json)")
+    from librobot.serve.torch_policy import TorchPolicy
+
+    policy = TorchPolicy.from_pretrained(path)
+    return policy, policy.model
+
+
+def _run_eval(args: argparse.Namespace) -> int:
+    from librobot.train.evaluation.closed_loop import evaluate_closed_loop, summary_lines
+    from librobot.train.evaluation.report import write_report
+
+    policy, model = load_policy_for_eval(args.policy)
+    kwargs = _env_kwargs(args.env_arg)
+    cameras = getattr(getattr(model, "config", None), "cameras", None)
+    kwargs.setdefault("render", bool(cameras))
+    out = Path(args.out)
+    report = evaluate_closed_loop(
+        policy,
+        args.env,
+        args.episodes,
+        num_envs=args.num_envs,
+        n_action_steps=args.n_action_steps,
+        max_steps=args.max_steps,
+        env_kwargs=kwargs,
+        videos_per_env=args.videos,
+        video_dir=out / "videos",
+    )
+    print("\n".join(summary_lines(report)))
+    page = write_report(report, out, title=f"evaluation of {args.policy}", extra={"policy": str(args.policy)})
+    print(f"report: {page}")
+    return 0
+
+
+def add_eval(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "eval",
+        help="closed-loop evaluation of a policy in simulated tasks",
+        description="Roll a policy out in simulated tasks (vectorised, through the serve runtime with the safety layer) "
+        "and report success rates with 95%% intervals, episode lengths and rollout videos.",
+    )
+    p.add_argument("policy", help="a policy folder, a run folder (uses <run>/policy) or an ONNX export folder")
+    p.add_argument("--env", nargs="+", required=True, help="registered env names or globs")
+    p.add_argument("--episodes", type=int, default=20, help="episodes per env")
+    p.add_argument("--num-envs", type=int, default=8, help="environments stepped in lockstep (one batched policy call)")
+    p.add_argument("--n-action-steps", type=int, default=None, help="actions executed per chunk (default: all)")
+    p.add_argument("--max-steps", type=int, default=None)
+    p.add_argument("--videos", type=int, default=1, help="rollout videos per env")
+    p.add_argument("--out", default="eval", help="report folder")
+    p.add_argument("--env-arg", action="append", default=[], metavar="KEY=VALUE")
+    p.set_defaults(func=_run_eval)

@@ -1,0 +1,75 @@
+"""The "vla" model factory: any registered framework, sized and normalised from the dataset.
+
+In a run config::
+
+    model:
+      factory: vla
+      framework: groot              # any registered framework (librobot info lists them)
+      vlm: librobot-tiny-vlm        # any registered VLM, or {name: ..., pretrained: /local/folder, ...}
+      normalization: {action: q01_q99, observation.state: mean_std}
+      head: {num_inference_steps: 10}   # every other key is a framework option
+
+action_dim, state_dim, horizon (the dataset's action chunk), n_obs_steps and the cameras come from
+the dataset, and its statistics become the policy's in-graph normalisation, so a trained policy
+works in robot units wherever it is loaded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from librobot.core import batch as B
+from librobot.core.errors import ConfigError
+
+DEFAULT_NORMALIZATION = {B.ACTION: "q01_q99", B.OBS_STATE: "mean_std"}
+
+
+def dataset_dims(dataset: Any) -> dict[str, Any]:
+    """action_dim, state_dim, horizon, n_obs_steps and cameras of a librobot-data window dataset."""
+    features = getattr(dataset, "storage_features", None) or getattr(dataset, "features", None)
+    offsets = getattr(dataset, "offsets", None)
+    if not features or offsets is None or getattr(dataset, "action_key", None) is None:
+        raise ConfigError(
+            f"model.factory 'vla' sizes the policy from a librobot-data dataset with actions (a store, LeRobot, RLDS…); "
+            f"got {type(dataset).__name__}"
+        )
+    action_key, state_key = dataset.action_key, dataset.state_key
+    obs_keys = list(dataset.image_keys) + ([state_key] if state_key else [])
+    return {
+        "action_dim": int(features[action_key].shape[-1]),
+        "state_dim": int(features[state_key].shape[-1]) if state_key else 0,
+        "horizon": len(offsets[action_key]),
+        "n_obs_steps": len(offsets[obs_keys[0]]) if obs_keys else 1,
+        "cameras": [B.camera_of(k) for k in dataset.image_keys],
+    }
+
+
+def build_vla(
+    dataset: Any = None,
+    framework: str = "groot",
+    vlm: str | Mapping[str, Any] = "librobot-tiny-vlm",
+    normalization: Mapping[str, str] | None = None,
+    **options: Any,
+) -> Any:
+    """A framework from ``create_vla`` with dims and normalisation taken from ``dataset``."""
+    from librobot.models import create_vla, create_vlm
+
+    if dataset is None:
+        raise ConfigError("model.factory 'vla' needs the training dataset (the trainer passes it)")
+    dims = dataset_dims(dataset)
+    clash = sorted(set(dims) & set(options))
+    if clash:
+        raise ConfigError(f"model options {clash} come from the dataset; remove them from the model section")
+    vlm_options = dict(vlm) if isinstance(vlm, Mapping) else {"name": vlm}
+    name = vlm_options.pop("name", None)
+    if not name:
+        raise ConfigError("model.vlm: give a registered VLM name, or a mapping with 'name' (and e.g. 'pretrained')")
+    model = create_vla(framework, vlm=create_vlm(name, **vlm_options), **dims, **options)
+    stats = getattr(dataset, "stats", None)
+    modes = {k: v for k, v in dict(normalization or DEFAULT_NORMALIZATION).items() if k != B.OBS_STATE or dims["state_dim"]}
+    if stats and modes:
+        from librobot.data.normalize import NormalizationProcessor
+
+        model.set_normalization(NormalizationProcessor.from_stats(stats, modes).to_dict())
+    return model
