@@ -31,7 +31,9 @@ def random_state(rng, scale=1.0):
 def test_round_trip_numpy(tmp_path):
     rng = np.random.default_rng(0)
     state = random_state(rng)
-    save_checkpoint(tmp_path / "ckpt", tensors={"model": state}, documents={"config": {"lr": 0.1}}, metadata={"step": 3})
+    save_checkpoint(
+        tmp_path / "ckpt", tensors={"model": state}, documents={"config": {"lr": 0.1}}, metadata={"step": 3}
+    )
     loaded = load_checkpoint(tmp_path / "ckpt")
     assert loaded.metadata == {"step": 3}
     assert loaded.documents["config"] == {"lr": 0.1}
@@ -71,7 +73,7 @@ def test_truncated_and_missing_files_are_named(tmp_path):
     path.unlink()
     with pytest.raises(CheckpointError, match="listed in the manifest is missing"):
         verify_checkpoint(tmp_path / "ckpt")
-    with pytest.raises(CheckpointError, match="has no manifest.json"):
+    with pytest.raises(CheckpointError, match=r"has no manifest\.json"):
         verify_checkpoint(tmp_path)
 
 

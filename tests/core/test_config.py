@@ -63,12 +63,16 @@ def test_overrides_values_groups_additions_and_deletions(tree):
 
 
 def test_unknown_override_key_is_an_error_with_suggestion(tree):
-    with pytest.raises(ConfigError, match=r"unknown key 'training\.lrr'.*Did you mean: training\.lr.*'\+training\.lrr=\.\.\.'"):
+    with pytest.raises(
+        ConfigError, match=r"unknown key 'training\.lrr'.*Did you mean: training\.lr.*'\+training\.lrr=\.\.\.'"
+    ):
         load_config(tree / "train.yaml", overrides=["training.lrr=1e-3"])
 
 
 def test_unknown_group_option_lists_options(tree):
-    with pytest.raises(ConfigError, match=r"config 'model/grot' not found.*Did you mean: groot.*Options for 'model': groot, pi0"):
+    with pytest.raises(
+        ConfigError, match=r"config 'model/grot' not found.*Did you mean: groot.*Options for 'model': groot, pi0"
+    ):
         load_config(tree / "train.yaml", overrides=["model=grot"])
 
 

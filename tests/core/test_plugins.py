@@ -44,7 +44,9 @@ def test_entry_point_plugin_registers_lazily_without_importing_heavy_module(tmp_
             get_registry("vlm").register_lazy("acme-vlm", "acme_heavy:AcmeVLM", aliases=["acme"])
         """,
     )
-    (tmp_path / "acme_heavy.py").write_text("class AcmeVLM:\n    def __init__(self, width=4):\n        self.width = width\n")
+    (tmp_path / "acme_heavy.py").write_text(
+        "class AcmeVLM:\n    def __init__(self, width=4):\n        self.width = width\n"
+    )
     result = run_python(
         """
         import json, sys
@@ -103,9 +105,7 @@ def test_plugin_folder_named_in_config_is_loaded(tmp_path):
     plugins = tmp_path / "my_plugins"
     plugins.mkdir()
     (plugins / "gripper.py").write_text(
-        "from librobot.core import register\n"
-        "@register('action_head', 'folder-head')\n"
-        "class FolderHead:\n    pass\n"
+        "from librobot.core import register\n@register('action_head', 'folder-head')\nclass FolderHead:\n    pass\n"
     )
     (plugins / "_private.py").write_text("raise RuntimeError('files starting with _ are skipped')\n")
     (tmp_path / "train.yaml").write_text("plugins: [my_plugins]\nmodel:\n  head: folder-head\n")

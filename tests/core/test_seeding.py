@@ -27,9 +27,9 @@ def test_seed_everything_repeats_draws_of_every_library():
 
 @pytest.mark.torch
 def test_capture_and_restore_rng_state_continue_the_same_stream():
-    import torch  # noqa: F401
-
     import json
+
+    import torch  # noqa: F401
 
     seed_everything(7)
     draw()

@@ -40,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     for ep in sorted(entry_points(group=CLI_GROUP), key=lambda e: e.name):
         try:
             ep.load()(sub)
-        except Exception as exc:  # noqa: BLE001 - one broken package must not break the command
+        except Exception as exc:
             logging.getLogger("librobot").warning("commands of %s failed to load: %s", ep.name, exc)
     return parser
 

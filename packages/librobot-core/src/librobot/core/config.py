@@ -103,9 +103,7 @@ class _Composer:
                 if candidate.is_file():
                     return candidate.resolve()
         group, _, option = name.rpartition("/")
-        options = sorted(
-            {p.stem for root in roots if (root / group).is_dir() for p in (root / group).glob("*.y*ml")}
-        )
+        options = sorted({p.stem for root in roots if (root / group).is_dir() for p in (root / group).glob("*.y*ml")})
         hint = ""
         if options:
             close = difflib.get_close_matches(option, options, n=3, cutoff=0.4)
@@ -266,8 +264,8 @@ def _resolve_plugin_dirs(cfg: DictConfig, provenance: Mapping[str, str], path: P
     if load:
         from librobot.core.plugins import load_plugin_dir
 
-        for folder in resolved:
-            load_plugin_dir(folder)
+        for directory in resolved:
+            load_plugin_dir(directory)
 
 
 def save_config(cfg: DictConfig | Mapping[str, Any], path: str | Path, *, resolve: bool = False) -> Path:

@@ -196,7 +196,7 @@ class PolicyInterface(ABC):
     def predict_chunk(self, observation: Mapping[str, Any], task: str | None = None) -> np.ndarray:
         """One action chunk [H, A] for one observation (no batch axis), in robot units."""
 
-    def reset(self) -> None:
+    def reset(self) -> None:  # noqa: B027 - optional hook: stateless policies need nothing
         """Forget any internal state between episodes."""
 
 

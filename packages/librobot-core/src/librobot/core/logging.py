@@ -19,7 +19,9 @@ def get_logger(name: str = ROOT) -> logging.Logger:
     return logging.getLogger(name if name == ROOT or name.startswith(ROOT + ".") else f"{ROOT}.{name}")
 
 
-def configure_logging(level: str | int = "INFO", file: str | Path | None = None, *, rich: bool = True) -> logging.Logger:
+def configure_logging(
+    level: str | int = "INFO", file: str | Path | None = None, *, rich: bool = True
+) -> logging.Logger:
     """Send ``librobot`` logs to the console (rich when available and a terminal) and to ``file``.
 
     Calling it again replaces the handlers it installed before, so it is safe to call per run.
@@ -38,13 +40,13 @@ def configure_logging(level: str | int = "INFO", file: str | Path | None = None,
     else:
         console = logging.StreamHandler(sys.stderr)
         console.setFormatter(logging.Formatter(_FORMAT))
-    console._librobot = True  # type: ignore[attr-defined]
+    console._librobot = True  # marks handlers this function owns
     logger.addHandler(console)
     if file is not None:
         Path(file).parent.mkdir(parents=True, exist_ok=True)
         file_handler = logging.FileHandler(file, encoding="utf-8")
         file_handler.setFormatter(logging.Formatter(_FORMAT))
-        file_handler._librobot = True  # type: ignore[attr-defined]
+        file_handler._librobot = True
         logger.addHandler(file_handler)
     logger.propagate = False
     return logger

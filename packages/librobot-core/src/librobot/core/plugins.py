@@ -60,7 +60,7 @@ def load_entry_point_plugins() -> list[PluginRecord]:
             if callable(target) and not isinstance(target, ModuleType):
                 target()
             record = PluginRecord(ep.name, origin, ok=True)
-        except Exception as exc:  # noqa: BLE001 - a plugin may fail in any way
+        except Exception as exc:
             record = PluginRecord(ep.name, origin, ok=False, error=f"{type(exc).__name__}: {exc}")
             log.warning("plugin %s (%s) failed to load: %s", ep.name, ep.value, record.error)
             log.debug("%s", traceback.format_exc())

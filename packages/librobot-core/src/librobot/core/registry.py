@@ -11,6 +11,7 @@ Names are matched case-insensitively with ``-`` and ``_`` treated alike, so ``so
 
 from __future__ import annotations
 
+import builtins
 import difflib
 import importlib
 import inspect
@@ -186,8 +187,7 @@ class Registry:
         owner = self._aliases.get(alias_key)
         if owner is not None and owner != canonical_key:
             raise DuplicateComponentError(
-                f"{self.category}: alias '{alias_key}' of '{name}' already belongs to "
-                f"'{self._entries[owner].name}'"
+                f"{self.category}: alias '{alias_key}' of '{name}' already belongs to '{self._entries[owner].name}'"
             )
 
     def unregister(self, name: str) -> None:
@@ -281,9 +281,7 @@ class Registry:
                 signature.bind(*args, **kwargs)
             except TypeError as exc:
                 accepted = [
-                    p.name
-                    for p in signature.parameters.values()
-                    if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+                    p.name for p in signature.parameters.values() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
                 ]
                 from librobot.core.errors import ConfigError
 
@@ -293,7 +291,7 @@ class Registry:
                 ) from None
         return factory(*args, **kwargs)
 
-    def list(self, *, with_aliases: bool = False) -> list[str]:
+    def list(self, *, with_aliases: bool = False) -> builtins.list[str]:
         """Registered names, sorted; imports nothing."""
         _ensure_plugins()
         names = sorted(e.name for e in self._entries.values())
@@ -301,7 +299,7 @@ class Registry:
             names = sorted(names + [a for e in self._entries.values() for a in e.aliases])
         return names
 
-    def entries(self) -> list[Entry]:
+    def entries(self) -> builtins.list[Entry]:
         _ensure_plugins()
         return sorted(self._entries.values(), key=lambda e: e.name)
 
@@ -357,7 +355,8 @@ def registries() -> dict[str, Registry]:
 
 def register(category: str, name: str | None = None, **kwargs: Any) -> Callable[[T], T]:
     """Decorator: ``@register("vlm", "my-vlm", aliases=["mvlm"])``."""
-    return get_registry(category).register(name, **kwargs)
+    decorator: Callable[[T], T] = get_registry(category).register(name, **kwargs)
+    return decorator
 
 
 def create(category: str, name: str, *args: Any, **kwargs: Any) -> Any:

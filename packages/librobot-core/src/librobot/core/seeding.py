@@ -40,7 +40,8 @@ def seed_everything(seed: int, *, deterministic: bool = False) -> int:
 def capture_rng_state() -> dict[str, Any]:
     """The RNG states of python, numpy and (if loaded) torch, as JSON-able data."""
     version, internal, gauss = random.getstate()
-    kind, keys, pos, has_gauss, cached = np.random.get_state()  # type: ignore[misc]
+    legacy: tuple[str, np.ndarray, int, int, float] = np.random.get_state()  # type: ignore[assignment]
+    kind, keys, pos, has_gauss, cached = legacy
     state: dict[str, Any] = {
         "python": [version, list(internal), gauss],
         "numpy": [kind, keys.tolist(), int(pos), int(has_gauss), float(cached)],

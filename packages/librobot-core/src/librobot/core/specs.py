@@ -87,7 +87,8 @@ class FeatureSpec:
         unknown = set(data) - known
         if unknown:
             raise SpecError(f"feature spec has unknown keys {sorted(unknown)}; known: {sorted(known)}")
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+        values: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+        return cls(**values)
 
 
 @dataclass(frozen=True)
@@ -131,28 +132,30 @@ class BoxSpace:
         except ValueError:
             raise SpecError(f"no dimension '{name}' in space {list(self.names)}") from None
 
-    def _check(self, x: np.ndarray) -> np.ndarray:
-        x = np.asarray(x)
+    def _check(self, x: Sequence[float] | np.ndarray) -> np.ndarray:
+        x = np.asarray(x, dtype=np.float64)
         if x.shape[-1:] != (self.dim,):
             raise SpecError(f"expected last axis of size {self.dim} ({', '.join(self.names)}), got shape {x.shape}")
         return x
 
     def contains(self, x: Sequence[float] | np.ndarray, *, atol: float = 0.0) -> bool:
         x = self._check(x)
-        return bool(np.all(np.isfinite(x)) and np.all(x >= self.low_array - atol) and np.all(x <= self.high_array + atol))
+        return bool(
+            np.all(np.isfinite(x)) and np.all(x >= self.low_array - atol) and np.all(x <= self.high_array + atol)
+        )
 
     def clip(self, x: Sequence[float] | np.ndarray) -> np.ndarray:
-        return np.clip(self._check(x), self.low_array, self.high_array)
+        return np.asarray(np.clip(self._check(x), self.low_array, self.high_array), dtype=np.float64)
 
     def normalize(self, x: Sequence[float] | np.ndarray) -> np.ndarray:
         """Map [low, high] → [-1, 1] per dimension."""
         x = self._check(x)
-        return 2.0 * (x - self.low_array) / (self.high_array - self.low_array) - 1.0
+        return np.asarray(2.0 * (x - self.low_array) / (self.high_array - self.low_array) - 1.0)
 
     def denormalize(self, y: Sequence[float] | np.ndarray) -> np.ndarray:
         """Map [-1, 1] → [low, high]; the exact inverse of ``normalize``."""
         y = self._check(y)
-        return (np.asarray(y, dtype=np.float64) + 1.0) * 0.5 * (self.high_array - self.low_array) + self.low_array
+        return np.asarray((y + 1.0) * 0.5 * (self.high_array - self.low_array) + self.low_array)
 
     def sample(self, rng: np.random.Generator) -> np.ndarray:
         return rng.uniform(self.low_array, self.high_array)
