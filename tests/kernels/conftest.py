@@ -7,7 +7,6 @@ import shutil
 
 import pytest
 
-
 # (rtol, atol) against a float64 reference computed from the same (rounded) inputs: float32 math,
 # then one rounding of the output to the input dtype.
 TOLERANCES = {
