@@ -27,11 +27,7 @@ from librobot.core.errors import SpecError
 from librobot.core.interfaces import ActionHeadInterface
 from librobot.models.action_heads.config import HeadConfig
 from librobot.models.components.attention import AttentionPool
-
-
-def exporting() -> bool:
-    """Data-dependent checks are skipped while tracing/compiling (ONNX export, torch.compile)."""
-    return torch.jit.is_tracing() or torch.compiler.is_compiling()
+from librobot.models.components.capture import exporting
 
 
 @dataclass

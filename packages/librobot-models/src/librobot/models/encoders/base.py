@@ -11,6 +11,7 @@ from torch import Tensor, nn
 
 from librobot.core.errors import SpecError
 from librobot.core.interfaces import EncoderInterface
+from librobot.models.components.capture import exporting
 
 
 class EncoderBase(nn.Module, EncoderInterface):
@@ -43,7 +44,7 @@ class EncoderBase(nn.Module, EncoderInterface):
             raise SpecError(f"{name}: expected {wanted}, got shape {list(x.shape)}")
         if last_dim is not None and x.shape[-1] != last_dim:
             raise SpecError(f"{name}: expected last dim {last_dim} ({layouts[x.dim()]}), got shape {list(x.shape)}")
-        if x.is_floating_point() and not _exporting() and not bool(torch.isfinite(x).all()):
+        if x.is_floating_point() and not exporting() and not bool(torch.isfinite(x).all()):
             raise SpecError(f"{name}: contains NaN or inf")
 
     @staticmethod
@@ -53,7 +54,3 @@ class EncoderBase(nn.Module, EncoderInterface):
         if mask.dtype != torch.bool or tuple(mask.shape) != tuple(shape):
             raise SpecError(f"{name}: expected bool {list(shape)} (True = valid), got {mask.dtype} {list(mask.shape)}")
 
-
-def _exporting() -> bool:
-    """Data-dependent checks are skipped while tracing/compiling (ONNX export, torch.compile)."""
-    return torch.jit.is_tracing() or torch.compiler.is_compiling()

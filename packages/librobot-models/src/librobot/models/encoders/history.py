@@ -11,14 +11,15 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from librobot.core.errors import SpecError
+from librobot.models.components.capture import exporting
 from librobot.models.components.positional import SinusoidalPositionalEmbedding
 from librobot.models.components.transformer import Transformer
-from librobot.models.encoders.base import EncoderBase, _exporting
+from librobot.models.encoders.base import EncoderBase
 
 
 def _check_history_mask(mask: Tensor, shape: tuple[int, int]) -> None:
     EncoderBase.check_mask(mask, shape)
-    if not _exporting() and not bool(mask.any(dim=1).all()):
+    if not exporting() and not bool(mask.any(dim=1).all()):
         raise SpecError("history mask: every sample needs at least one valid step (a row is all False)")
 
 

@@ -24,9 +24,11 @@ from torch import Tensor, nn
 from librobot.core import batch as B
 from librobot.core.errors import SpecError
 from librobot.core.interfaces import VLAInterface
+from librobot.models.components.capture import exporting
 from librobot.models.frameworks.config import VLAConfig
 from librobot.models.frameworks.inputs import VLAInputs, canonicalize
 from librobot.models.frameworks.normalizer import Normalizer
+from librobot.models.frameworks.text_cache import TextOnlyCache
 
 
 def build_vlm(vlm: Any) -> nn.Module:
@@ -63,6 +65,7 @@ class AbstractVLA(nn.Module, VLAInterface):
             options["state_dim"] = state_dim
         self.config = self.config_class.resolve(config, options)
         self.vlm = build_vlm(vlm)
+        self.text_cache = TextOnlyCache()  # frozen backbone + instruction only: see text_cache.py
         self.normalizer = Normalizer({B.ACTION: self.config.action_dim, **({B.OBS_STATE: self.config.state_dim} if self.config.state_dim else {})})
 
     def _finish_init(self) -> None:
@@ -139,7 +142,7 @@ class AbstractVLA(nn.Module, VLAInterface):
             inputs.views = [v.to(device) for v in inputs.views]
         if inputs.state is not None:
             state = inputs.state.to(device=device, dtype=torch.float32)
-            if not bool(torch.isfinite(state).all()) and not torch.jit.is_tracing():
+            if not exporting() and not bool(torch.isfinite(state).all()):
                 raise SpecError("proprioception contains NaN or inf")
             inputs.state = self.normalizer.normalize(B.OBS_STATE, state)
         if inputs.actions is not None:
@@ -232,9 +235,12 @@ def backbone_frozen(vlm: nn.Module) -> bool:
 def run_vlm(model: AbstractVLA, inputs: VLAInputs, **kwargs: Any) -> Any:
     """The backbone's output for the current frame of every camera and the instructions.
 
-    A fully frozen backbone runs without autograd: GR00T-style training then costs only the head.
+    A fully frozen backbone runs without autograd: GR00T-style training then costs only the head;
+    given the instruction alone (no cameras), its outputs come from a per-instruction cache.
     """
     if backbone_frozen(model.vlm):
         with torch.no_grad():
+            if inputs.views is None and not kwargs and not exporting():
+                return model.text_cache(model.vlm, inputs.text)
             return model.vlm(inputs.current_views, inputs.text, **kwargs)
     return model.vlm(inputs.current_views, inputs.text, **kwargs)

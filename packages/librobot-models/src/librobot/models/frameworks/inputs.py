@@ -145,6 +145,7 @@ def canonicalize(
         sizes["text"] = len(text)
     if not sizes:
         raise SpecError("no inputs: give images, text, proprioception or a batch dict")
+    sizes = {k: int(v) for k, v in sizes.items()}  # jit tracing gives sizes as 0-d tensors
     if len(set(sizes.values())) > 1:
         raise SpecError(f"batch sizes disagree: {sizes}")
     batch_size = next(iter(sizes.values()))

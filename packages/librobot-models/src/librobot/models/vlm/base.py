@@ -26,6 +26,7 @@ from torch import nn
 
 from librobot.core.errors import ConfigError, SpecError
 from librobot.core.interfaces import VLMInterface
+from librobot.models.components.capture import exporting
 from librobot.models.vlm.kv_cache import KVLayout, PrefixKV
 
 
@@ -45,6 +46,18 @@ class VLMOutput:
     @property
     def suffix_hidden_states(self) -> torch.Tensor:
         return self.hidden_states[:, self.num_prefix_tokens :]
+
+
+class ParameterGroup(nn.Module):
+    """Loose parameters (view or modality embeddings) presented as a module, so a part listed in
+    ``part_modules`` can include them and freeze/unfreeze reach them."""
+
+    def __init__(self, *params: nn.Parameter) -> None:
+        super().__init__()
+        self._held = list(params)
+
+    def parameters(self, recurse: bool = True):  # type: ignore[override]
+        return iter(self._held)
 
 
 class AbstractVLM(nn.Module, VLMInterface):
@@ -85,6 +98,11 @@ class AbstractVLM(nn.Module, VLMInterface):
         return names
 
     def _set_trainable(self, parts: Iterable[str], flag: bool) -> None:
+        parts = list(parts)
+        if not parts:  # the whole backbone: every parameter, also ones no part lists
+            for param in self.parameters():
+                param.requires_grad_(flag)
+            return
         modules = self.part_modules()
         for name in self._check_parts(parts):
             for module in modules.get(name, []):
@@ -138,6 +156,7 @@ class AbstractVLM(nn.Module, VLMInterface):
         return suffix_mask.to(suffix_embeds.device).bool()
 
 
+
 def _describe(value: Any) -> str:
     if isinstance(value, torch.Tensor):
         return f"a {value.dtype} tensor of shape {tuple(value.shape)}"
@@ -184,7 +203,7 @@ def normalize_images(images: Any, owner: str = "VLM") -> list[torch.Tensor]:
             view = view.float() / 255.0
         elif not view.is_floating_point():
             raise SpecError(f"{owner}: images must be float in [0, 1] or uint8, got dtype {view.dtype}")
-        else:
+        elif not exporting():  # value checks read data: skipped while a graph is captured (ONNX export)
             if not torch.isfinite(view).all():
                 raise SpecError(f"{owner}: image view {i} contains NaN or inf")
             lo, hi = float(view.min()), float(view.max())

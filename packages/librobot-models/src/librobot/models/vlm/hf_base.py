@@ -23,6 +23,7 @@ from torch import nn
 
 from librobot.core.checkpoint import atomic_directory, write_json
 from librobot.core.errors import CheckpointError, ConfigError, SpecError
+from librobot.models.components.capture import exporting
 from librobot.models.vlm.base import AbstractVLM, VLMOutput
 from librobot.models.vlm.kv_cache import KVLayout, PrefixKV, kv_from_cache, left_padded_positions
 from librobot.models.vlm.preprocess import resize_normalize
@@ -258,7 +259,7 @@ class HFVLM(AbstractVLM):
         if views:
             feats, extras = self._image_features(self.preprocess(views))
             feats = feats.reshape(-1, feats.shape[-1]).to(embeds.dtype)
-            if int(image_mask.sum()) != feats.shape[0]:
+            if not exporting() and int(image_mask.sum()) != feats.shape[0]:
                 raise SpecError(
                     f"{self.variant}: {int(image_mask.sum())} image placeholder tokens for {feats.shape[0]} image "
                     f"features; the prompt and the vision tower disagree on tokens per image"

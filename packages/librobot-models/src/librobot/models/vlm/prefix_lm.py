@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from librobot.models.components import Transformer
+from librobot.models.components.capture import exporting
 from librobot.models.vlm.base import VLMOutput
 from librobot.models.vlm.kv_cache import KVLayout, PrefixKV, left_padded_positions
 
@@ -70,7 +71,7 @@ class PrefixLM(nn.Module):
             blocks = torch.cat([torch.zeros(b, length, dtype=torch.long, device=mask.device), own], dim=1)
         hidden, caches = self.transformer(
             embeds,
-            key_padding_mask=None if bool(mask.all()) else mask,
+            key_padding_mask=mask if exporting() or not bool(mask.all()) else None,
             positions=positions,
             q_blocks=blocks,
             kv_blocks=blocks,

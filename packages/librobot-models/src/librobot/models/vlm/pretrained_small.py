@@ -25,7 +25,7 @@ from torch import nn
 from librobot.core.checkpoint import load_checkpoint, save_checkpoint
 from librobot.core.errors import CheckpointError, ConfigError, SpecError
 from librobot.core.extras import require
-from librobot.models.vlm.base import AbstractVLM, VLMOutput
+from librobot.models.vlm.base import AbstractVLM, ParameterGroup, VLMOutput
 from librobot.models.vlm.kv_cache import KVLayout, PrefixKV
 from librobot.models.vlm.prefix_lm import PrefixLM
 
@@ -154,7 +154,7 @@ class PretrainedSmallVLM(AbstractVLM):
         return {
             "vision": [self.image_encoder],
             "language": [self.text_encoder],
-            "projector": [self.image_proj, self.text_proj, _ParamHolder(self.view_embed, self.modality_embed)],
+            "projector": [self.image_proj, self.text_proj, ParameterGroup(self.view_embed, self.modality_embed)],
             "fusion": [self.fusion],
         }
 
@@ -283,18 +283,6 @@ class PretrainedSmallVLM(AbstractVLM):
         if bad or unexpected:
             raise CheckpointError(f"'{path}': missing {bad[:5]} / unexpected {unexpected[:5]} tensors")
         return model.eval()
-
-
-class _ParamHolder(nn.Module):
-    """Lets freeze/unfreeze reach loose parameters (view and modality embeddings) as a module."""
-
-    def __init__(self, *params: nn.Parameter) -> None:
-        super().__init__()
-        self._held = list(params)
-
-    def parameters(self, recurse: bool = True):
-        return iter(self._held)
-
 
 def pretrained_small(
     pretrained: str | None = None,

@@ -27,7 +27,7 @@ from torch import nn
 from librobot.core.checkpoint import load_checkpoint, save_checkpoint
 from librobot.core.errors import CheckpointError, ConfigError, SpecError
 from librobot.models.components import Transformer
-from librobot.models.vlm.base import AbstractVLM, VLMOutput
+from librobot.models.vlm.base import AbstractVLM, ParameterGroup, VLMOutput
 from librobot.models.vlm.kv_cache import KVLayout, PrefixKV
 from librobot.models.vlm.prefix_lm import PrefixLM
 
@@ -123,7 +123,8 @@ class TinyVLM(AbstractVLM):
         return {"family": "librobot-tiny-vlm", **asdict(self.cfg)}
 
     def part_modules(self) -> dict[str, list[nn.Module]]:
-        return {"vision": [self.vit], "projector": [self.projector], "language": [self.embed, self.lm]}
+        # view_embed tells cameras apart in the image tokens: it belongs with the vision side
+        return {"vision": [self.vit, ParameterGroup(self.view_embed)], "projector": [self.projector], "language": [self.embed, self.lm]}
 
     def tokens_per_view(self) -> int:
         return self.cfg.tokens_per_view

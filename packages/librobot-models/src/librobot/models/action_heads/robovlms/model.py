@@ -8,13 +8,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from librobot.core.errors import SpecError
-from librobot.models.action_heads.base import ActionHeadBase, Conditioning, exporting, masked_mean
+from librobot.models.action_heads.base import ActionHeadBase, Conditioning, masked_mean
 from librobot.models.action_heads.robovlms.config import (
     FCDecoderConfig,
     GPTDecoderConfig,
     LSTMDecoderConfig,
     RoboVLMsConfig,
 )
+from librobot.models.components.capture import exporting
 from librobot.models.components.positional import sinusoidal_embedding
 from librobot.models.components.transformer import Transformer
 from librobot.models.encoders.history import LSTMHistoryEncoder

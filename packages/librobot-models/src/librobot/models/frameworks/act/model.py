@@ -88,7 +88,9 @@ class ACTPolicy(AbstractVLA):
         head = [self.latent_in(z).unsqueeze(1) + self.token_type[LATENT]]
         if self.state_in is not None:
             head.append(self.state_in(inputs.current_state).unsqueeze(1) + self.token_type[STATE])
-        index = torch.arange(feats.shape[1], device=feats.device, dtype=torch.float32)
+        # index among the sample's real tokens: left padding (batched or exported prompts of another
+        # length) must not shift the positions; without padding this is arange(L)
+        index = (mask.long().cumsum(dim=1) - 1).clamp(min=0).to(torch.float32)
         feats = feats + self.token_type[types] + sinusoidal_embedding(index, feats.shape[-1]).to(feats.dtype)
         tokens = torch.cat([*head, feats], dim=1)
         mask = torch.cat([mask.new_ones(b, len(head)), mask], dim=1)

@@ -106,7 +106,8 @@ class ActionVocab(nn.Module):
     def index_of(self, vocab_ids: Tensor) -> Tensor:
         """Action index k of each id; an id that is no action token maps to the nearest one by id
         (OpenVLA's clipping of out-of-range ids, generalised to non-contiguous id sets)."""
-        pos = torch.searchsorted(self.sorted_ids, vocab_ids.contiguous()).clamp(max=self.num_tokens - 1)
+        # searchsorted (side='left') as a count of smaller ids: the same index, and ONNX has no searchsorted
+        pos = (self.sorted_ids < vocab_ids.unsqueeze(-1)).sum(-1).clamp(max=self.num_tokens - 1)
         below = (pos - 1).clamp(min=0)
         closer_below = (vocab_ids - self.sorted_ids[below]).abs() < (self.sorted_ids[pos] - vocab_ids).abs()
         return self.order[torch.where(closer_below, below, pos)]

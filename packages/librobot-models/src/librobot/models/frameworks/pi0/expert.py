@@ -14,6 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from librobot.models.components.attention import KVCache
+from librobot.models.components.capture import exporting
 from librobot.models.components.transformer import Transformer
 from librobot.models.vlm.kv_cache import KVLayout, PrefixKV
 
@@ -79,7 +80,7 @@ class ActionExpert(nn.Module):
         if self.pos is not None:
             x = x + self.pos[slots].to(x.dtype)
         positions = cache.next_position.to(x.device)[:, None] + slots[None]
-        mask = None if bool(cache.mask.all()) else cache.mask
+        mask = cache.mask if exporting() or not bool(cache.mask.all()) else None
         return self.blocks(
             x,
             past_kv=cache.kv,

@@ -23,7 +23,6 @@ and LM head can never get a gradient; they stay frozen (``unused.py``), as π0 n
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import torch
 from torch import Tensor, nn
