@@ -6,16 +6,21 @@
 2. Load: `librobot serve --onnx` of that policy in its own process on 127.0.0.1, REST and gRPC,
    per-request and with dynamic batching; N requests at concurrency C from the Python clients
    (threads, in this process): throughput, client p50/p99, failures, server-side latency/batches.
+3. Frameworks: every registered framework (default config, the built-in tiny VLM at its default
+   size, wheel-loader dims: state 22, action 6, one 64x64 camera) exported whole with
+   `librobot.serve.export` and timed at batch 1: torch eager `predict_action` vs onnxruntime, with
+   1 and 2 threads each (target: onnxruntime >= 1.5x faster), and dynamic int8's speed-up and
+   action error against fp32 on the same noise.
 
     python benchmarks/serve.py [--requests 5000] [--concurrency 32] [--iters 300]
-
-Per-framework export comparisons come with the frameworks' exporters.
+        [--sections inference load frameworks] [--frameworks pi0 act ...] [--framework-iters 30]
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import os
 import platform
@@ -184,11 +189,82 @@ def load_test(client, n: int, concurrency: int) -> dict:
     }  # fmt: skip
 
 
+def framework_bench(names: list[str], iters: int) -> dict:
+    """Per framework: export, then torch eager vs onnxruntime fp32/int8 latency at 1 and 2 threads."""
+    from librobot.models import create_vla
+    from librobot.serve.export import export_policy
+    from librobot.serve.export.graph import graph_inputs, random_inputs
+
+    out: dict = {}
+    for name in names:
+        torch.manual_seed(0)
+        model = create_vla(name, action_dim=A, state_dim=S, cameras=["front"]).eval()
+        entry: dict = {"parameters": model.get_num_parameters(), "horizon": model.horizon}
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                t = time.perf_counter()
+                result = export_policy(model, Path(tmp) / "fp32", tasks=["load the bucket"])
+                entry["export_s"] = time.perf_counter() - t
+            except Exception as exc:  # reported, not hidden: the other frameworks still run
+                out[name] = {**entry, "export_error": f"{type(exc).__name__}: {exc}"}
+                continue
+            layout = result.layout
+            entry["parity_max_abs_normalized"] = result.report["parity_fp32_vs_torch"]["max_abs_normalized"]
+            entry["noise_input"], entry["onnx_bytes"] = layout.noise, (result.path / "policy.onnx").stat().st_size
+            quantize_int8(result.path, Path(tmp) / "int8")
+            entry["int8_bytes"] = (Path(tmp) / "int8" / "policy.onnx").stat().st_size
+            rng = np.random.default_rng(0)
+            noise = rng.standard_normal((1, layout.horizon, layout.action_dim)).astype(np.float32)
+            feeds = graph_inputs(layout, random_inputs(layout, rng), "load the bucket", noise)
+            images = {c: torch.from_numpy(feeds[f"image_{c}"]) for c in layout.cameras}
+            state, tn = torch.from_numpy(feeds["state"]), torch.from_numpy(noise)
+            kwargs = {"noise": tn} if layout.noise else {}
+            for threads in (1, 2):
+                torch.set_num_threads(threads)
+                with torch.inference_mode():
+                    call = functools.partial(model.predict_action, images, ["load the bucket"], state, **kwargs)
+                    eager = timed(call, iters)
+                row = {"torch_eager": eager}
+                for precision in ("fp32", "int8"):
+                    policy = OnnxPolicy(Path(tmp) / precision, intra_op_threads=threads)
+                    names_in = {i.name for i in policy.session.get_inputs()}
+                    fed = {k: v for k, v in feeds.items() if k in names_in}
+                    row[f"onnxruntime_{precision}"] = timed(lambda p=policy, f=fed: p.session.run(["action"], f), iters)
+                row["speedup_ort_fp32_vs_eager"] = eager["p50_ms"] / row["onnxruntime_fp32"]["p50_ms"]
+                row["target_1_5x_met"] = row["speedup_ort_fp32_vs_eager"] >= 1.5
+                row["speedup_int8_vs_ort_fp32"] = row["onnxruntime_fp32"]["p50_ms"] / row["onnxruntime_int8"]["p50_ms"]
+                entry[f"threads_{threads}"] = row
+            torch.set_num_threads(1)
+            obs, tasks = _framework_batch(layout, rng, 16)
+            entry["int8_error_vs_fp32"] = compare_policies(
+                OnnxPolicy(Path(tmp) / "fp32"), OnnxPolicy(Path(tmp) / "int8"), obs, tasks
+            )
+        out[name] = entry
+        print(f"[frameworks] {name}: {json.dumps(_short(entry))}", file=sys.stderr, flush=True)
+    return out
+
+
+def _framework_batch(layout, rng: np.random.Generator, n: int) -> tuple[dict, list]:
+    from librobot.serve.export.graph import random_inputs
+
+    draws = [random_inputs(layout, rng) for _ in range(n)]
+    obs = {b.name: np.concatenate([d[b.onnx_name] for d in draws]) for b in layout.bindings()}
+    return obs, ["load the bucket"] * n
+
+
+def _short(entry: dict) -> dict:
+    return {k: round(entry[f"threads_{k}"]["speedup_ort_fp32_vs_eager"], 2) for k in (1, 2) if f"threads_{k}" in entry}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=5000)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--iters", type=int, default=300)
+    parser.add_argument("--sections", nargs="+", default=["inference", "load", "frameworks"],
+                        choices=["inference", "load", "frameworks"])  # fmt: skip
+    parser.add_argument("--frameworks", nargs="+", help="registered framework names (default: all)")
+    parser.add_argument("--framework-iters", type=int, default=30)
     args = parser.parse_args()
     result: dict = {
         "benchmark": "serve",
@@ -210,13 +286,23 @@ def main() -> None:
             "denoising_steps": STEPS,
         },
     }
+    if "frameworks" in args.sections:
+        from librobot.models import list_vlas
+
+        names = args.frameworks or list_vlas()
+        result["frameworks_model"] = {
+            "vlm": "librobot-tiny-vlm (default size)", "state_dim": S, "action_dim": A, "cameras": ["front"],
+            "batch": 1, "tasks": ["load the bucket"], "configs": "each framework's defaults",
+        }  # fmt: skip
+        result["frameworks"] = framework_bench(names, args.framework_iters)
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp)
         model = export(directory)
-        result["inference"] = inference_bench(directory, model, args.iters)
+        if "inference" in args.sections:
+            result["inference"] = inference_bench(directory, model, args.iters)
         result["load"] = {}
         retry = RetryPolicy(retries=3, backoff_s=0.05)
-        for batch in (1, 16):
+        for batch in (1, 16) if "load" in args.sections else ():
             for transport in ("rest", "grpc"):
                 proc, address = start_server(directory, batch, transport)
                 try:

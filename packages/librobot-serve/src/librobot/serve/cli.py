@@ -1,17 +1,19 @@
-"""``librobot serve``: serve a policy over REST and/or gRPC.
+"""``librobot serve``: serve a policy over REST and/or gRPC; ``librobot export``: export one.
 
     librobot serve --onnx export_dir --port 8000 --grpc-port 50051 --token-file tokens.txt
-    librobot serve CHECKPOINT ...        # an export directory (policy.onnx + policy.json) today;
-                                         # torch checkpoints once the frameworks provide from_pretrained
+    librobot serve CHECKPOINT ...        # an export directory (policy.onnx + policy.json), a torch
+                                         # policy folder (save_pretrained) or a training run folder
+    librobot export CHECKPOINT --format onnx|torchscript [--fp16] [--int8] [--tasks T ...] [--out DIR]
 
 Policy sources are resolved by ``load_policy``; a torch checkpoint goes through
-``CHECKPOINT_LOADERS`` (the hook the frameworks' ``from_pretrained`` plugs into).
+``CHECKPOINT_LOADERS`` (the first is the policy-folder loader below, which needs librobot-models).
 """
 
 from __future__ import annotations
 
 import argparse
 import ipaddress
+import json
 import signal
 import threading
 from collections.abc import Callable
@@ -19,18 +21,54 @@ from pathlib import Path
 from typing import Any
 
 from librobot.core.errors import ConfigError
+from librobot.core.extras import is_available
 from librobot.core.interfaces import PolicyInterface
 from librobot.core.logging import get_logger
 
 log = get_logger("serve.cli")
 
+POLICY_FORMAT = "librobot-policy"  # config.json of a save_pretrained policy folder
+
+
+def policy_folder(path: Path) -> Path | None:
+    """``path`` itself or ``path/policy`` (a training run) when it holds a torch policy folder."""
+    for candidate in (path, path / "policy"):
+        config = candidate / "config.json"
+        if config.is_file():
+            try:
+                if json.loads(config.read_text()).get("format") == POLICY_FORMAT:
+                    return candidate
+            except (OSError, ValueError, AttributeError):
+                continue
+    return None
+
+
+def load_torch_policy(path: Path) -> PolicyInterface | None:
+    """A ``TorchPolicy`` for a policy folder or run folder; None for anything else."""
+    folder = policy_folder(path)
+    if folder is None:
+        return None
+    if not is_available("torch") or not is_available("librobot.models"):
+        from librobot.core.errors import MissingExtraError
+
+        raise MissingExtraError(
+            f"{folder} is a torch policy folder; serving it needs torch and librobot-models: "
+            "pip install 'librobot-serve[export]' (or export it: `librobot export CHECKPOINT --format onnx`)"
+        )
+    from librobot.serve.torch_policy import TorchPolicy
+
+    return TorchPolicy.from_pretrained(folder)
+
+
 # Loaders for torch checkpoint directories: each gets the directory and returns a PolicyInterface,
-# or None when the directory is not its kind. librobot-models/train append theirs (e.g. one that
-# calls the framework's from_pretrained and wraps it); the first non-None answer wins.
-CHECKPOINT_LOADERS: list[Callable[[Path], PolicyInterface | None]] = []
+# or None when the directory is not its kind; the first non-None answer wins. Other packages may
+# append theirs (e.g. a training run layout of their own).
+CHECKPOINT_LOADERS: list[Callable[[Path], PolicyInterface | None]] = [load_torch_policy]
 
 
-def load_policy(checkpoint: str | None = None, *, onnx: str | None = None, seed: int | None = 0) -> PolicyInterface:
+def load_policy(
+    checkpoint: str | None = None, *, onnx: str | None = None, seed: int | None = 0, task: str | None = None
+) -> PolicyInterface:
     """The policy to serve, from ``--onnx PATH`` or a CHECKPOINT directory."""
     if (checkpoint is None) == (onnx is None):
         raise ConfigError("give exactly one policy source: a CHECKPOINT directory or --onnx PATH")
@@ -48,10 +86,12 @@ def load_policy(checkpoint: str | None = None, *, onnx: str | None = None, seed:
     for loader in CHECKPOINT_LOADERS:
         policy = loader(path)
         if policy is not None:
+            if task is not None and hasattr(policy, "task"):
+                policy.task = task  # the default instruction of an in-process torch policy
             return policy
     raise ConfigError(
-        f"{path} is not an ONNX export, and no installed package can serve it as a torch checkpoint "
-        "(serving torch checkpoints needs librobot-models' from_pretrained). Export it with "
+        f"{path} is neither an ONNX export (policy.json), a torch policy folder (config.json written by "
+        "save_pretrained) nor a training run (policy/). Serve a policy folder, or export one with "
         "`librobot export CHECKPOINT --format onnx` and serve the export, or pass --onnx PATH."
     )
 
@@ -68,7 +108,7 @@ def build_servers(args: argparse.Namespace) -> tuple[Any, list[Any]]:
     from librobot.serve.auth import load_token_file
     from librobot.serve.service import PolicyService, ServeConfig
 
-    policy = load_policy(args.checkpoint, onnx=args.onnx, seed=args.seed)
+    policy = load_policy(args.checkpoint, onnx=args.onnx, seed=args.seed, task=getattr(args, "task", None))
     auth = load_token_file(args.token_file) if args.token_file else None
     if auth is None and not _is_loopback(args.host):
         log.warning(
@@ -117,7 +157,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 def add_commands(subparsers: Any) -> None:
     p = subparsers.add_parser("serve", help="serve a policy over REST and gRPC")
-    p.add_argument("checkpoint", nargs="?", help="an exported policy directory (or, once wired, a torch checkpoint)")
+    p.add_argument(
+        "checkpoint", nargs="?", help="an export folder (policy.json), a torch policy folder or a training run folder"
+    )
     p.add_argument("--onnx", metavar="PATH", help="an exported ONNX policy (directory, .onnx, or its policy.json)")
     p.add_argument("--host", default="127.0.0.1", help="interface to bind (default: loopback only)")
     p.add_argument("--port", type=int, default=8000, help="REST port (0: any free port)")
@@ -129,4 +171,63 @@ def add_commands(subparsers: Any) -> None:
     p.add_argument("--workers", type=int, default=2, help="without batching: threads running policy calls")
     p.add_argument("--max-request-bytes", type=int, default=8 << 20, help="largest accepted request body")
     p.add_argument("--seed", type=int, default=0, help="seed of the sampling noise")
+    p.add_argument("--task", help="torch policies: the instruction used when a request carries none")
     p.set_defaults(func=_cmd_serve)
+    add_export_command(subparsers)
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from librobot.serve.export import export_policy
+
+    source = Path(args.checkpoint)
+    out = Path(args.out) if args.out else source.with_name(f"{source.name}-{args.format}")
+    result = export_policy(
+        source,
+        out,
+        format=args.format,
+        fp16=args.fp16,
+        int8=args.int8,
+        tasks=args.tasks or [],
+        cameras=args.cameras,
+        image_size=tuple(args.image_size) if args.image_size else None,
+        history=args.history,
+        max_task_tokens=args.max_task_tokens,
+        rtc=not args.no_rtc,
+        tolerance=args.tolerance,
+    )
+    report = result.report
+    summary = {
+        "export": str(result.path),
+        "framework": report["framework"],
+        "format": report["export_format"],
+        "precision": report["precision"],
+        "inputs": report["inputs"],
+        "parity_vs_torch": {k: v for k, v in report["parity_vs_torch"].items() if k.startswith("max")},
+    }
+    if "int8_vs_fp32" in report:
+        summary["int8_vs_fp32"] = report["int8_vs_fp32"]
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def add_export_command(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "export",
+        help="export a policy to ONNX or TorchScript",
+        description="Export a policy's whole inference path (normalisation, backbone, the action head's whole "
+        "sampling loop, un-normalisation) for one observation, verify it against torch on random inputs, and "
+        "write it atomically. Instructions are tokenised now, for --tasks.",
+    )
+    p.add_argument("checkpoint", help="a policy folder (save_pretrained) or a training run folder (uses <run>/policy)")
+    p.add_argument("--format", choices=("onnx", "torchscript"), default="onnx")
+    p.add_argument("--fp16", action="store_true", help="float16 weights and compute (GPU targets such as the Orin)")
+    p.add_argument("--int8", action="store_true", help="dynamic int8 quantisation (CPU targets); its cost is measured")
+    p.add_argument("--tasks", nargs="+", metavar="TEXT", help="the instructions the policy will be given")
+    p.add_argument("--out", help="the export folder to create (default: CHECKPOINT-FORMAT beside it)")
+    p.add_argument("--cameras", nargs="+", help="camera names, for policies trained without a fixed camera list")
+    p.add_argument("--image-size", nargs=2, type=int, metavar=("H", "W"), help="input image size (default: native)")
+    p.add_argument("--history", type=int, default=1, help="observation frames per input (default 1)")
+    p.add_argument("--max-task-tokens", type=int, help="prompt ids the graph takes (room for tasks added later)")
+    p.add_argument("--no-rtc", action="store_true", help="leave out the real-time-chunking inputs")
+    p.add_argument("--tolerance", type=float, default=1e-4, help="max parity error (normalised units) to accept")
+    p.set_defaults(func=_cmd_export)

@@ -24,7 +24,6 @@ The safety layer lives in ``librobot.robots``; the runtime accepts any object wi
 from __future__ import annotations
 
 import inspect
-
 from abc import abstractmethod
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable

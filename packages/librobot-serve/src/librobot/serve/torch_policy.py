@@ -63,12 +63,23 @@ class TorchPolicy(PolicyInterface):
     def chunk_size(self) -> int:
         return int(self.model.horizon)
 
-    def predict_chunk(self, observation: Mapping[str, Any], task: str | None = None) -> np.ndarray:
+    def predict_chunk(
+        self, observation: Mapping[str, Any], task: str | None = None, *, noise: np.ndarray | None = None
+    ) -> np.ndarray:
+        """One chunk [H, A]; ``noise`` [H, A] fixes the sampler's initial draw (as an ONNX export takes it)."""
         batched = {k: np.asarray(v)[None] for k, v in observation.items() if k.startswith(B.OBS_PREFIX)}
-        return self.predict_chunks(batched, [task] if task is not None else None)[0]
+        stacked_noise = None if noise is None else np.asarray(noise)[None]
+        return self.predict_chunks(batched, [task] if task is not None else None, noise=stacked_noise)[0]
 
-    def predict_chunks(self, observations: Mapping[str, Any], tasks: Sequence[str | None] | None = None, **_: Any) -> np.ndarray:
-        """Chunks [N, H, A] for N observations stacked on axis 0."""
+    def predict_chunks(
+        self,
+        observations: Mapping[str, Any],
+        tasks: Sequence[str | None] | None = None,
+        *,
+        noise: np.ndarray | None = None,
+        **_: Any,
+    ) -> np.ndarray:
+        """Chunks [N, H, A] for N observations stacked on axis 0 (``noise`` [N, H, A] optional)."""
         torch = self.torch
         device = next(self.model.parameters()).device
         sizes = {k: len(v) for k, v in observations.items() if k.startswith(B.OBS_PREFIX)}
@@ -85,6 +96,7 @@ class TorchPolicy(PolicyInterface):
         texts = [t if t is not None else self.task for t in (tasks or [None] * n)]
         if any(t is None for t in texts):
             raise SpecError("a request has no task instruction and the policy was built without a default task")
+        initial = None if noise is None else torch.as_tensor(np.asarray(noise), dtype=torch.float32, device=device)
         with torch.no_grad():
-            chunk = self.model.predict_action(images or None, list(texts), proprio)
+            chunk = self.model.predict_action(images or None, list(texts), proprio, noise=initial)
         return chunk.float().cpu().numpy()
