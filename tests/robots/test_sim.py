@@ -185,3 +185,23 @@ def test_cli_sim_list_and_expert(capsys):
     assert "success 1/1 = 100.0% (95% CI 20.7-100.0%)" in capsys.readouterr().out
     assert main(["sim", "expert", "--env", "nosuch-*", "--episodes", "1"]) == 2
     assert "no environment matches" in capsys.readouterr().err
+
+
+def test_triton_loads_after_software_gl_rendering():
+    """Rendering (Mesa llvmpipe) then importing Triton (as torch.export/compile do) used to segfault."""
+    import importlib.util
+    import subprocess
+    import sys
+
+    if importlib.util.find_spec("triton") is None:
+        return  # the edge tier has no Triton, hence nothing to clash with
+    code = (
+        "from librobot.robots.sim.api import make_env\n"
+        "env = make_env('metaworld-reach', render=True, image_size=32)\n"
+        "obs, _ = env.reset(seed=0)\n"
+        "assert obs['observation.images.corner2'].std() > 0\n"
+        "import triton\n"
+        "print('ok', flush=True)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and "ok" in out.stdout, out.stderr[-2000:]

@@ -97,10 +97,11 @@ def add_commands(subparsers: Any) -> None:
     )
     _add_arguments(parser)
     parser.set_defaults(func=run_train)
-    from librobot.train.commands import add_eval, add_sim_record
+    from librobot.train.commands import add_demo, add_eval, add_sim_record
 
     add_eval(subparsers)
     add_sim_record(subparsers)
+    add_demo(subparsers)
 
 
 def train_main(argv: Sequence[str] | None = None) -> int:

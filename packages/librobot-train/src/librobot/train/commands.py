@@ -130,3 +130,47 @@ def add_eval(subparsers: Any) -> None:
     p.add_argument("--out", default="eval", help="report folder")
     p.add_argument("--env-arg", action="append", default=[], metavar="KEY=VALUE")
     p.set_defaults(func=_run_eval)
+
+
+# ------------------------------------------------------------------------------------ demo
+def demo_settings(args: argparse.Namespace) -> Any:
+    """The ``DemoSettings`` a ``librobot demo`` command line asks for."""
+    from librobot.train.pipeline import DemoSettings
+
+    settings = DemoSettings(out=Path(args.out), framework=args.framework, steps=args.steps, demos=args.demos,
+                            episodes=args.episodes, export=not args.no_export, fresh=args.fresh)  # fmt: skip
+    if args.tasks:
+        settings.tasks = args.tasks
+    if args.quick:  # a smoke run of every stage in about two minutes
+        settings.steps, settings.demos, settings.episodes, settings.tasks = 60, 4, 2, settings.tasks[:2]
+    return settings
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    from librobot.train.pipeline import run_demo
+
+    page = run_demo(demo_settings(args))
+    print(f"report: {page}")
+    return 0
+
+
+def add_demo(subparsers: Any) -> None:
+    from librobot.train.pipeline import DemoSettings
+
+    d = DemoSettings()
+    p = subparsers.add_parser(
+        "demo",
+        help="the main job end to end: record demonstrations, train, evaluate, export, report (CPU, ~10 min)",
+        description="Record scripted-expert demonstrations of Meta-World tasks, train an instruction-conditioned VLA "
+        "policy with the built-in tiny VLM, evaluate it in closed loop, export it to ONNX and write an HTML report.",
+    )
+    p.add_argument("--out", default=str(d.out), help="output folder (finished stages are reused)")
+    p.add_argument("--framework", default=d.framework, help="any registered framework (librobot info lists them)")
+    p.add_argument("--tasks", nargs="+", default=None, help=f"env names (default: {' '.join(d.tasks)})")
+    p.add_argument("--demos", type=int, default=d.demos, help="demonstrations per task")
+    p.add_argument("--steps", type=int, default=d.steps, help="training steps")
+    p.add_argument("--episodes", type=int, default=d.episodes, help="evaluation episodes per task")
+    p.add_argument("--no-export", action="store_true")
+    p.add_argument("--fresh", action="store_true", help="delete the output folder first")
+    p.add_argument("--quick", action="store_true", help="tiny sizes: every stage in about two minutes")
+    p.set_defaults(func=_run_demo)

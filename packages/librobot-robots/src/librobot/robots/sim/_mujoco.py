@@ -18,9 +18,21 @@ def import_mujoco(extra: str = "librobot-robots[sim]") -> Any:
     return require("mujoco", extra=extra, purpose="MuJoCo simulation")
 
 
+def _load_triton_before_software_gl() -> None:
+    """Mesa's software GL (llvmpipe) loads its own LLVM; Triton, loading its bundled LLVM after
+    that, segfaults the process (torch imports Triton on first use of torch.export/compile, so an
+    evaluation with videos followed by an ONNX export crashed). Loaded first, both work."""
+    import importlib.util
+
+    if os.environ.get("MUJOCO_GL", "").lower() in ("egl", "osmesa") and "triton" not in sys.modules:
+        if importlib.util.find_spec("triton") is not None:
+            import triton  # noqa: F401
+
+
 def make_renderer(model: Any, height: int, width: int) -> Any:
     """An offscreen renderer; shadows and multisampling off first (5-15x faster in software GL)."""
-    mujoco = import_mujoco()
+    mujoco = import_mujoco()  # (chooses MUJOCO_GL when unset)
+    _load_triton_before_software_gl()
     model.light_castshadow[:] = 0
     model.vis.quality.offsamples = 0
     model.vis.global_.offwidth = max(int(model.vis.global_.offwidth), width)

@@ -201,7 +201,7 @@ def _onnx(model, layout, tmp, producer, report, timings, check: Check, precision
         _check(layout.framework, "exported ONNX graph", report["parity_fp32_vs_torch"], check.tolerance)
         if precision == "int8":
             quantize_int8(fp32_dir, tmp)  # writes policy.onnx + its sidecar
-            obs, tasks = _policy_batch(layout, np.random.default_rng(check.seed + 1), 16)
+            obs, tasks = policy_batch(layout, np.random.default_rng(check.seed + 1), 16)
             report["int8_vs_fp32"] = compare_policies(
                 OnnxPolicy(fp32_dir), OnnxPolicy(tmp), obs, tasks, seed=check.seed
             )
@@ -233,7 +233,7 @@ def _to_fp16(src: Path, dst: Path) -> None:
     onnx.save_model(half, str(dst))
 
 
-def _policy_batch(layout: GraphLayout, rng: np.random.Generator, n: int) -> tuple[dict[str, np.ndarray], list]:
+def policy_batch(layout: GraphLayout, rng: np.random.Generator, n: int) -> tuple[dict[str, np.ndarray], list]:
     """Observations stacked on a batch axis, keyed like a robot sends them, and tasks from the table."""
     draws = [random_inputs(layout, rng) for _ in range(n)]
     obs = {b.name: np.concatenate([d[b.onnx_name] for d in draws]) for b in layout.bindings()}

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import warnings
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,8 @@ from librobot.serve.export.graph import PolicyGraph, graph_inputs, random_inputs
 from librobot.serve.export.layout import OUTPUT, GraphLayout
 
 EXTERNAL_DATA_BYTES = 1 << 30  # above this the weights go to policy.onnx.data (protobuf's 2 GB limit)
+# the exporter warns once per torchvision op it cannot register; the project has no torchvision
+logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
 
 
 def example_inputs(layout: GraphLayout) -> tuple[torch.Tensor, ...]:

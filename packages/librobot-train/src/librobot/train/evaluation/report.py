@@ -24,8 +24,9 @@ def success_chart(report: ClosedLoopReport, path: Path) -> Path:
     rows = list(report.per_env().values())
     labels = [r.env.removeprefix("metaworld-") for r in rows]
     rates = [100 * r.success_rate for r in rows]
-    lower = [100 * (r.success_rate - r.ci95[0]) for r in rows]
-    upper = [100 * (r.ci95[1] - r.success_rate) for r in rows]
+    # (at 0% or 100% the interval's end equals the rate up to rounding: never a negative bar)
+    lower = [max(0.0, 100 * (r.success_rate - r.ci95[0])) for r in rows]
+    upper = [max(0.0, 100 * (r.ci95[1] - r.success_rate)) for r in rows]
     fig, ax = plt.subplots(figsize=(max(4.0, 0.9 * len(rows) + 1.5), 3.2), dpi=110)
     ax.bar(labels, rates, yerr=[lower, upper], capsize=4, color="#4c72b0")
     ax.set_ylim(0, 105)

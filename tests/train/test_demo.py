@@ -1,0 +1,49 @@
+"""`librobot demo` at toy sizes: every stage runs, writes its outputs, and a finished stage is
+reused when the command runs again (the full-size run is the README's first command)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from librobot.core.cli import build_parser
+from librobot.train.commands import demo_settings
+from librobot.train.pipeline import DemoSettings, run_demo, train_config
+
+pytestmark = pytest.mark.torch
+
+
+def test_demo_stages_write_their_outputs_and_are_reused(tmp_path):
+    settings = DemoSettings(
+        out=tmp_path / "demo", tasks=("metaworld-reach",), demos=2, steps=8, batch_size=8, episodes=1,
+        videos=0, num_envs=1, export=False,
+    )  # fmt: skip
+    page = run_demo(settings)
+    out = settings.out
+    assert page == out / "index.html" and "metaworld-reach" in page.read_text()
+    summary = json.loads((out / "summary.json").read_text())
+    assert 0.0 <= summary["success_rate"] <= 1.0 and summary["framework"] == "groot"
+    assert {"record_s", "train_s", "eval_s"} <= set(summary)
+    assert (out / "run" / "policy" / "manifest.json").is_file() and (out / "run" / "curves.png").is_file()
+    recorded = {p: p.stat().st_mtime_ns for p in (out / "data").rglob("*") if p.is_file()}
+    policy_time = (out / "run" / "policy" / "manifest.json").stat().st_mtime_ns
+
+    again = DemoSettings(**{**settings.__dict__, "timings": {}})
+    run_demo(again)
+    assert "record_s" not in again.timings and "train_s" not in again.timings  # reused, not redone
+    assert {p: p.stat().st_mtime_ns for p in recorded} == recorded
+    assert (out / "run" / "policy" / "manifest.json").stat().st_mtime_ns == policy_time
+
+
+def test_demo_trains_the_framework_asked_for_with_the_tiny_vlm(tmp_path):
+    config = train_config(DemoSettings(framework="act", steps=123), tmp_path / "data", tmp_path / "run")
+    assert config["model"] == {"factory": "vla", "framework": "act", "vlm": "librobot-tiny-vlm"}
+    assert config["train"]["max_steps"] == 123 and config["data"]["path"] == str(tmp_path / "data")
+
+
+def test_demo_command_line_maps_to_settings():
+    settings = demo_settings(build_parser().parse_args(["demo", "--out", "x", "--framework", "pi0", "--no-export"]))
+    assert (settings.out.name, settings.framework, settings.export, settings.steps) == ("x", "pi0", False, 1500)
+    quick = demo_settings(build_parser().parse_args(["demo", "--quick"]))
+    assert (quick.steps, quick.demos, quick.episodes, len(quick.tasks)) == (60, 4, 2, 2)

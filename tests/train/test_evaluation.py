@@ -1,0 +1,142 @@
+"""Evaluation: offline errors per dimension, closed-loop success with Wilson intervals, chunked
+execution through the serve runtime, rollout videos and the HTML report."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from librobot.core.errors import ConfigError
+from librobot.core.interfaces import PolicyInterface
+from librobot.train.evaluation.closed_loop import evaluate_closed_loop, wilson_interval
+from librobot.train.evaluation.report import write_report
+
+pytestmark = pytest.mark.torch
+
+
+class MetaWorldStatePolicy(PolicyInterface):
+    """Meta-World's scripted policy fed the 39-D state observation (which holds everything it reads):
+    a policy that succeeds, seen only through observations, as a trained one would be."""
+
+    def __init__(self, env_id: str, chunk: int) -> None:
+        from metaworld.policies import ENV_POLICY_MAP
+
+        self.policy, self.chunk, self.calls = ENV_POLICY_MAP[env_id](), chunk, 0
+
+    @property
+    def action_dim(self) -> int:
+        return 4
+
+    @property
+    def chunk_size(self) -> int:
+        return self.chunk
+
+    def predict_chunk(self, observation, task=None):
+        self.calls += 1
+        action = np.clip(self.policy.get_action(np.asarray(observation["observation.state"], np.float64)), -1, 1)
+        return np.repeat(action[None].astype(np.float32), self.chunk, axis=0)
+
+
+class ConstantPolicy(PolicyInterface):
+    def __init__(self, chunk: int) -> None:
+        self.chunk, self.calls, self.tasks = chunk, 0, []
+
+    @property
+    def action_dim(self) -> int:
+        return 4
+
+    @property
+    def chunk_size(self) -> int:
+        return self.chunk
+
+    def predict_chunk(self, observation, task=None):
+        self.calls += 1
+        self.tasks.append(task)
+        return np.zeros((self.chunk, 4), np.float32)
+
+
+def test_wilson_interval_matches_the_closed_form():
+    lo, hi = wilson_interval(0, 2)
+    assert lo == 0.0 and hi == pytest.approx(0.6576, abs=1e-4)
+    lo, hi = wilson_interval(46, 50)  # 0.92: the textbook interval is [0.8116, 0.9685]
+    assert (lo, hi) == pytest.approx((0.8116, 0.9685), abs=1e-4)
+    lo, hi = wilson_interval(50, 50)
+    assert hi == pytest.approx(1.0) and lo == pytest.approx(0.9287, abs=1e-4)
+
+
+def test_a_policy_that_solves_reach_scores_full_success_with_short_episodes(tmp_path):
+    policy = MetaWorldStatePolicy("reach-v3", chunk=1)
+    report = evaluate_closed_loop(policy, "metaworld-reach", 3, num_envs=3, env_kwargs={"render": False})
+    summary = report.per_env()["metaworld-reach"]
+    assert summary.episodes == 3 and report.success_rate == 1.0
+    assert summary.mean_length < 200  # succeeds early, not at the time limit
+    assert report.ci95 == pytest.approx(wilson_interval(3, 3))
+    assert policy.calls == sum(r.length for r in report.results)  # one inference per step with chunk 1
+    write_report(report, tmp_path)  # 100% success: the chart's error bars stay non-negative
+    assert (tmp_path / "success.png").stat().st_size > 1000
+
+
+def test_chunks_run_n_action_steps_before_the_next_inference_and_failures_run_to_max_steps(tmp_path):
+    policy = ConstantPolicy(chunk=8)
+    report = evaluate_closed_loop(
+        policy, ["metaworld-reach", "metaworld-button-press"], 2, num_envs=2, n_action_steps=4, max_steps=20,
+        env_kwargs={"render": False},
+    )  # fmt: skip
+    assert report.success_rate == 0.0 and all(r.length == 20 for r in report.results)
+    assert policy.calls == 4 * math.ceil(20 / 4)  # 4 episodes, a new chunk every 4 steps
+    assert len(set(policy.tasks)) == 2 and all(isinstance(t, str) and t for t in policy.tasks)  # each env's instruction
+    assert set(report.per_env()) == {"metaworld-reach", "metaworld-button-press"}
+
+
+def test_videos_and_the_report_are_written(tmp_path):
+    av = pytest.importorskip("av")
+    report = evaluate_closed_loop(
+        ConstantPolicy(chunk=4), "metaworld-reach", 2, num_envs=2, max_steps=12,
+        env_kwargs={"render": True, "image_size": 48}, videos_per_env=1, video_dir=tmp_path / "videos",
+    )  # fmt: skip
+    videos = sorted((tmp_path / "videos").glob("*.mp4"))
+    assert len(videos) == 1
+    with av.open(str(videos[0])) as container:
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    assert len(frames) >= 12 and frames[0].std() > 1.0  # a rendered scene, not a blank frame
+    page = write_report(report, tmp_path / "report", title="eval test", extra={"framework": "constant"})
+    data = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert data["framework"] == "constant" and data["success_rate"] == 0.0
+    assert (tmp_path / "report" / "success.png").stat().st_size > 1000
+    assert "eval test" in page.read_text() and "metaworld-reach" in page.read_text()
+
+
+def test_bad_arguments_name_the_problem(tmp_path):
+    with pytest.raises(ConfigError, match="episodes >= 1"):
+        evaluate_closed_loop(ConstantPolicy(4), "metaworld-reach", 0)
+    with pytest.raises(ConfigError, match="video_dir"):
+        evaluate_closed_loop(ConstantPolicy(4), "metaworld-reach", 1, videos_per_env=1)
+
+
+def test_offline_errors_are_per_dimension_in_dataset_units():
+    import torch
+
+    from librobot.core import batch as B
+    from librobot.train.evaluation.offline import evaluate_offline
+
+    rng = np.random.default_rng(0)
+    actions = torch.from_numpy(rng.standard_normal((10, 5, 3)).astype(np.float32))
+    pad = torch.zeros(10, 5, dtype=torch.bool)
+    pad[:, 4] = True  # the last step is padding: its (large) error must not count
+    dataset = [{B.ACTION: actions[i], B.ACTION_IS_PAD: pad[i], B.OBS_STATE: torch.zeros(2)} for i in range(10)]
+    offset = torch.tensor([0.5, -1.0, 2.0])
+
+    class Shifted:
+        def predict_action(self, batch):
+            out = batch[B.ACTION] + offset
+            out[:, 4] += 100.0
+            return out
+
+    metrics = evaluate_offline(Shifted(), dataset, batch_size=4)
+    assert metrics["samples"] == 10
+    assert metrics["mse_per_dim"] == pytest.approx([0.25, 1.0, 4.0], rel=1e-5)
+    assert metrics["l1_per_dim"] == pytest.approx([0.5, 1.0, 2.0], rel=1e-5)
+    assert metrics["mse"] == pytest.approx(5.25 / 3, rel=1e-5)
