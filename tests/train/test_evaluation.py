@@ -17,30 +17,9 @@ from librobot.train.evaluation.report import write_report
 pytestmark = pytest.mark.torch
 
 
-class MetaWorldStatePolicy(PolicyInterface):
-    """Meta-World's scripted policy fed the 39-D state observation (which holds everything it reads):
-    a policy that succeeds, seen only through observations, as a trained one would be."""
+class ChunkPolicy(PolicyInterface):
+    """Meta-World's 4-D actions, chunks of ``chunk`` steps, counting its calls and the tasks it got."""
 
-    def __init__(self, env_id: str, chunk: int) -> None:
-        from metaworld.policies import ENV_POLICY_MAP
-
-        self.policy, self.chunk, self.calls = ENV_POLICY_MAP[env_id](), chunk, 0
-
-    @property
-    def action_dim(self) -> int:
-        return 4
-
-    @property
-    def chunk_size(self) -> int:
-        return self.chunk
-
-    def predict_chunk(self, observation, task=None):
-        self.calls += 1
-        action = np.clip(self.policy.get_action(np.asarray(observation["observation.state"], np.float64)), -1, 1)
-        return np.repeat(action[None].astype(np.float32), self.chunk, axis=0)
-
-
-class ConstantPolicy(PolicyInterface):
     def __init__(self, chunk: int) -> None:
         self.chunk, self.calls, self.tasks = chunk, 0, []
 
@@ -52,6 +31,24 @@ class ConstantPolicy(PolicyInterface):
     def chunk_size(self) -> int:
         return self.chunk
 
+
+class MetaWorldStatePolicy(ChunkPolicy):
+    """Meta-World's scripted policy fed the 39-D state observation (which holds everything it reads):
+    a policy that succeeds, seen only through observations, as a trained one would be."""
+
+    def __init__(self, env_id: str, chunk: int) -> None:
+        from metaworld.policies import ENV_POLICY_MAP
+
+        super().__init__(chunk)
+        self.policy = ENV_POLICY_MAP[env_id]()
+
+    def predict_chunk(self, observation, task=None):
+        self.calls += 1
+        action = np.clip(self.policy.get_action(np.asarray(observation["observation.state"], np.float64)), -1, 1)
+        return np.repeat(action[None].astype(np.float32), self.chunk, axis=0)
+
+
+class ConstantPolicy(ChunkPolicy):
     def predict_chunk(self, observation, task=None):
         self.calls += 1
         self.tasks.append(task)
