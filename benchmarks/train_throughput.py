@@ -1,6 +1,6 @@
-"""Training throughput of the built-in demo policy on this machine, printed as one JSON document.
+"""Training throughput of the built-in toy-reach policy on this machine, printed as one JSON document.
 
-Three figures from the same run, same model and data sizes (the `demo` config: 24x24 camera,
+Three figures from the same run, same model and data sizes (the `toy-reach` config: 24x24 camera,
 instruction, 2-D state, 8-step action chunks, batch 64):
 
 - ``trainer``: samples/s through ``librobot.train.Trainer`` (per-sample seeded data, grad clipping,
@@ -36,16 +36,16 @@ def main() -> None:
     import torch
     from torch.utils.data import DataLoader
 
-    from librobot.train.demo import demo_policy, demo_reach_dataset
+    from librobot.train.toy_reach import toy_reach_dataset, toy_reach_policy
     from librobot.train.trainer import Trainer
 
     torch.set_num_threads(args.threads)
     total = args.warmup + args.steps
-    dataset = demo_reach_dataset(4096, horizon=8, image_size=24)
+    dataset = toy_reach_dataset(4096, horizon=8, image_size=24)
 
     def fresh_model() -> torch.nn.Module:
         torch.manual_seed(0)
-        return demo_policy(dataset=dataset, hidden_dim=128, depth=2)
+        return toy_reach_policy(dataset=dataset, hidden_dim=128, depth=2)
 
     def measure_data() -> float:
         it = iter(
@@ -125,7 +125,7 @@ def main() -> None:
         json.dumps(
             {
                 "benchmark": "train_throughput",
-                "model": "demo-policy (hidden 128, depth 2, 24x24 camera, horizon 8)",
+                "model": "toy-reach-policy (hidden 128, depth 2, 24x24 camera, horizon 8)",
                 "batch_size": args.batch_size,
                 "steps_timed": args.steps,
                 "torch_threads": args.threads,

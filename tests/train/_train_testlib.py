@@ -1,4 +1,4 @@
-"""Shared helpers for the trainer tests: tiny configs of the demo policy and data, file readers."""
+"""Shared helpers for the trainer tests: tiny configs of the toy-reach policy and data, file readers."""
 
 from __future__ import annotations
 
@@ -15,12 +15,12 @@ from librobot.train.metrics import read_jsonl
 
 
 def tiny_config(run_dir: Path, **sections: Any) -> dict[str, Any]:
-    """A small, fast config (demo policy without padding noise unless asked), merged with ``sections``."""
+    """A small, fast config (toy-reach policy without padding noise unless asked), merged with ``sections``."""
     cfg: dict[str, Any] = {
         "name": "t",
         "run_dir": str(run_dir),
-        "model": {"factory": "demo-policy", "hidden_dim": 32, "depth": 1},
-        "data": {"factory": "demo-reach", "num_samples": 256, "horizon": 4, "image_size": 8},
+        "model": {"factory": "toy-reach-policy", "hidden_dim": 32, "depth": 1},
+        "data": {"factory": "toy-reach", "num_samples": 256, "horizon": 4, "image_size": 8},
         "train": {"max_steps": 20, "batch_size": 16, "seed": 0, "max_grad_norm": None},
         "optimizer": {"name": "adamw", "lr": 1e-3},
         "scheduler": {"name": "constant"},

@@ -1,4 +1,4 @@
-"""`librobot train` / `librobot-train` end to end on the built-in demo, and the lazy manifest."""
+"""`librobot train` / `librobot-train` end to end on the built-in toy-reach config, and the lazy manifest."""
 
 import json
 
@@ -27,24 +27,24 @@ SMALL = [
 ]
 
 
-def test_librobot_train_runs_the_builtin_demo_and_resumes(tmp_path, capsys):
-    run = tmp_path / "demo"
+def test_librobot_train_runs_the_builtin_toy_config_and_resumes(tmp_path, capsys):
+    run = tmp_path / "toy-reach"
     # options may sit between overrides
-    assert librobot_main(["train", "demo", *SMALL[:3], "--run-dir", str(run), *SMALL[3:], "logging.progress=true"]) == 0
+    assert librobot_main(["train", "toy-reach", *SMALL[:3], "--run-dir", str(run), *SMALL[3:], "logging.progress=true"]) == 0
     assert "train" in capsys.readouterr().err  # the rich progress bar was drawn
     assert CheckpointManager(run / "checkpoints").read_pointer("latest")["step"] == 6
     assert [r["step"] for r in read_jsonl(run / "metrics.jsonl") if "train/loss" in r] == [2, 4, 6]
     # a longer schedule continues from step 6 (`--resume key=value` keeps the override an override)
-    assert train_main(["demo", *SMALL, "--run-dir", str(run), "--resume", "train.max_steps=8"]) == 0
+    assert train_main(["toy-reach", *SMALL, "--run-dir", str(run), "--resume", "train.max_steps=8"]) == 0
     assert CheckpointManager(run / "checkpoints").read_pointer("latest")["step"] == 8
     assert "resumed from" in (run / "train.log").read_text()
 
 
 def test_cli_errors_are_one_clear_line(tmp_path, capsys):
-    assert train_main(["demo", "train.batch_sise=3"]) == 2
+    assert train_main(["toy-reach", "train.batch_sise=3"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("librobot-train: error:") and "unknown key 'train.batch_sise'" in err
-    assert train_main(["demo", "--print-config", "train.max_steps=3", "--run-dir", "/tmp/x"]) == 0
+    assert train_main(["toy-reach", "--print-config", "train.max_steps=3", "--run-dir", "/tmp/x"]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed["train"]["max_steps"] == 3 and printed["scheduler"]["name"] == "cosine"
     assert printed["run_dir"] == "/tmp/x"

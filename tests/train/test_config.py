@@ -44,25 +44,25 @@ def test_override_typo_is_named(tmp_path):
     assert cfg.train.max_steps == 5 and cfg.optimizer.lr == 0.01
 
 
-def test_builtin_demo_config_is_valid_and_complete():
-    cfg, _ = load_run_config("demo")
-    assert isinstance(cfg, RunConfig) and cfg.name == "demo"
-    assert cfg.model["factory"] == "demo-policy" and cfg.data["factory"] == "demo-reach"
+def test_builtin_toy_reach_config_is_valid_and_complete():
+    cfg, _ = load_run_config("toy-reach")
+    assert isinstance(cfg, RunConfig) and cfg.name == "toy-reach"
+    assert cfg.model["factory"] == "toy-reach-policy" and cfg.data["factory"] == "toy-reach"
     assert [g.name for g in cfg.optimizer.param_groups] == ["vision", "head"]
     with pytest.raises(ConfigError, match="neither a config file nor a built-in config"):
-        load_run_config("demoo")
+        load_run_config("toy-reech")
 
 
 def test_factory_arguments_and_names_are_checked():
     with pytest.raises(
         ConfigError,
-        match=r"key 'data': .*demo_reach_dataset: got an unexpected keyword argument 'num_sample'.*It accepts: num_samples",
+        match=r"key 'data': .*toy_reach_dataset: got an unexpected keyword argument 'num_sample'.*It accepts: num_samples",
     ):
-        build_datasets({"factory": "demo-reach", "num_sample": 10})
+        build_datasets({"factory": "toy-reach", "num_sample": 10})
     with pytest.raises(
-        ConfigError, match=r"key 'data.factory': unknown dataset 'demo-reech'.*Did you mean: demo-reach"
+        ConfigError, match=r"key 'data.factory': unknown dataset 'toy-reech'.*Did you mean: toy-reach"
     ):
-        build_datasets({"factory": "demo-reech"})
+        build_datasets({"factory": "toy-reech"})
     with pytest.raises(ConfigError, match=r"key 'model.factory' is missing"):
         build_model({"hidden_dim": 3})
     with pytest.raises(ConfigError, match=r"key 'callbacks.0': .*unexpected keyword argument 'patiense'.*patience"):
@@ -74,7 +74,7 @@ def test_factory_arguments_and_names_are_checked():
 def test_val_split_is_built_from_overrides_and_the_model_is_sized_from_data():
     train, val = build_datasets(
         {
-            "factory": "demo-reach",
+            "factory": "toy-reach",
             "num_samples": 20,
             "horizon": 5,
             "image_size": 0,
@@ -82,5 +82,5 @@ def test_val_split_is_built_from_overrides_and_the_model_is_sized_from_data():
         }
     )
     assert (len(train), len(val)) == (20, 7)
-    model = build_model({"factory": "librobot.train.demo:demo_policy", "hidden_dim": 16}, dataset=train)
+    model = build_model({"factory": "librobot.train.toy_reach:toy_reach_policy", "hidden_dim": 16}, dataset=train)
     assert (model.state_dim, model.action_dim, model.horizon, model.cameras) == (2, 2, 5, ())

@@ -11,10 +11,10 @@ import pytest
 import torch
 from _train_testlib import final_tensors, tiny_config
 
-from librobot.train.demo import demo_policy, demo_reach_dataset
 from librobot.train.distributed import _default_units
 from librobot.train.metrics import read_jsonl
 from librobot.train.run import train_from_config
+from librobot.train.toy_reach import toy_reach_dataset, toy_reach_policy
 
 HERE = Path(__file__).resolve().parent
 
@@ -65,7 +65,7 @@ def test_two_process_ddp_and_fsdp_match_one_process_with_double_batch(tmp_path):
     assert launch.returncode == 0, output[-6000:]
     assert "(2 processes, ddp)" in output and "(2 processes, fsdp)" in output
     units = len(
-        _default_units(demo_policy(dataset=demo_reach_dataset(8, horizon=4, image_size=8), hidden_dim=32, depth=1))
+        _default_units(toy_reach_policy(dataset=toy_reach_dataset(8, horizon=4, image_size=8), hidden_dim=32, depth=1))
     )
     assert f"FSDP2: sharded {units} submodules + root over 2 ranks" in output
 

@@ -11,14 +11,14 @@ from torch import nn
 from librobot.core.errors import CheckpointError, ConfigError, MissingExtraError
 from librobot.train.callbacks import Callback
 from librobot.train.checkpointing import CheckpointManager, load_inference_weights, resolve_resume
-from librobot.train.demo import demo_policy, demo_reach_dataset
 from librobot.train.errors import TrainingError
 from librobot.train.metrics import read_jsonl
 from librobot.train.run import train_from_config
+from librobot.train.toy_reach import toy_reach_dataset, toy_reach_policy
 from librobot.train.trainer import Trainer
 
 
-def test_demo_policy_learns_and_the_run_folder_is_complete(tmp_path):
+def test_toy_reach_policy_learns_and_the_run_folder_is_complete(tmp_path):
     run = tmp_path / "run"
     cfg = tiny_config(
         run,
@@ -46,7 +46,7 @@ def test_demo_policy_learns_and_the_run_folder_is_complete(tmp_path):
     manager = CheckpointManager(run / "checkpoints")
     assert [s for s, _ in manager.steps()] == [40, 80]
     assert manager.read_pointer("latest")["step"] == 80 and manager.read_pointer("best")["step"] == 80
-    model = demo_policy(dataset=demo_reach_dataset(8, horizon=8, image_size=12), hidden_dim=64, depth=2)
+    model = toy_reach_policy(dataset=toy_reach_dataset(8, horizon=8, image_size=12), hidden_dim=64, depth=2)
     assert load_inference_weights(result.last_checkpoint, model) == "ema"
     assert torch.equal(model.out[1].weight, final_tensors(run, "ema")["out.1.weight"])
 
@@ -81,8 +81,8 @@ def test_clipping_bounds_the_update_norm(tmp_path):
         logging={"log_every_n_steps": 1},
     )
     torch.manual_seed(0)
-    dataset = demo_reach_dataset(256, horizon=4, image_size=8)
-    model = demo_policy(dataset=dataset, hidden_dim=32, depth=1)
+    dataset = toy_reach_dataset(256, horizon=4, image_size=8)
+    model = toy_reach_policy(dataset=dataset, hidden_dim=32, depth=1)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     trainer = Trainer(model, dataset, config=cfg)
     result = trainer.fit()
@@ -102,7 +102,7 @@ def test_gradient_checkpointing_switch(tmp_path):
 
     cfg = tiny_config(tmp_path / "p", train={"gradient_checkpointing": True})
     with pytest.raises(ConfigError, match=r"Plain has no gradient_checkpointing_enable\(\).*set it to false"):
-        Trainer(Plain(), demo_reach_dataset(64, horizon=4, image_size=8), config=cfg).fit()
+        Trainer(Plain(), toy_reach_dataset(64, horizon=4, image_size=8), config=cfg).fit()
     runs = {}
     for flag in (False, True):
         cfg = tiny_config(
@@ -165,8 +165,8 @@ def test_trainer_optimizer_has_per_module_lrs_after_warmup_scaling(tmp_path):
         },
         scheduler={"name": "linear", "warmup_steps": 4},
     )
-    dataset = demo_reach_dataset(64, horizon=4, image_size=8)
-    trainer = Trainer(demo_policy(dataset=dataset, hidden_dim=32, depth=1), dataset, config=cfg)
+    dataset = toy_reach_dataset(64, horizon=4, image_size=8)
+    trainer = Trainer(toy_reach_policy(dataset=dataset, hidden_dim=32, depth=1), dataset, config=cfg)
     trainer.setup()
     groups = {g["name"]: g for g in trainer.optimizer.param_groups}
     assert sorted(groups) == [
@@ -286,7 +286,7 @@ def test_model_contract_and_non_finite_loss_errors(tmp_path):
                 return self.w.sum()
             return {"loss": self.w.sum() * float("nan")}
 
-    data = demo_reach_dataset(64, horizon=4, image_size=8)
+    data = toy_reach_dataset(64, horizon=4, image_size=8)
     with pytest.raises(TrainingError, match=r"Bad.forward\(batch\) must return a dict with a scalar 'loss'"):
         Trainer(Bad("tensor"), data, config=tiny_config(tmp_path / "a")).fit()
     with pytest.raises(TrainingError, match=r"the training loss became nan by step 5: lower optimizer.lr"):

@@ -38,11 +38,11 @@ CALLBACKS = [
     ("closed-loop-eval", f"{_T}.evaluation.callbacks:ClosedLoopEval", ["sim-eval"], "success rates in simulated tasks"),
 ]
 MODELS = [
-    ("demo-policy", f"{_T}.demo:demo_policy", ["demo"], "small image+instruction+state policy (demo, tests)"),
+    ("toy-reach-policy", f"{_T}.toy_reach:toy_reach_policy", [], "small image+instruction+state policy (toy-reach config, tests)"),
     ("vla", f"{_T}.vla:build_vla", ["framework"], "any registered VLA framework, sized and normalised from the dataset"),
 ]
 DATASETS = [
-    ("demo-reach", f"{_T}.demo:demo_reach_dataset", ["reach-demo"], "synthetic reach demonstrations (demo, tests)"),
+    ("toy-reach", f"{_T}.toy_reach:toy_reach_dataset", [], "synthetic reach demonstrations (toy-reach config, tests)"),
 ]
 
 

@@ -1,6 +1,6 @@
 """``librobot train CONFIG [key=value ...]`` and the ``librobot-train`` script.
 
-CONFIG is a YAML file or a built-in config name (``demo``). Under ``torchrun`` every process runs
+CONFIG is a YAML file or a built-in config name (``toy-reach``). Under ``torchrun`` every process runs
 the same command: ``torchrun --nproc_per_node 2 -m librobot.train.cli CONFIG ...``.
 """
 
@@ -17,8 +17,8 @@ from librobot.core.errors import LibroBotError
 from librobot.train.config import BUILTIN_CONFIGS
 
 _EXAMPLES = """examples:
-  librobot train demo                                   # the built-in demo (CPU, a few minutes)
-  librobot train demo train.max_steps=100 name=quick    # overrides: key=value, +new.key=v, ~drop.key
+  librobot train toy-reach                              # the built-in toy task (CPU, a few minutes)
+  librobot train toy-reach train.max_steps=100 name=quick    # overrides: key=value, +new.key=v, ~drop.key
   librobot train my.yaml --resume                       # continue runs/<name> from its latest checkpoint
   torchrun --nproc_per_node 2 -m librobot.train.cli my.yaml distributed.strategy=fsdp
 """
@@ -40,7 +40,7 @@ def _add_options(parser: argparse.ArgumentParser) -> None:
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", help=f"a YAML config file or a built-in config ({', '.join(BUILTIN_CONFIGS)})")
     # REMAINDER + a second pass: argparse alone cannot take options after a variable-length list of
-    # positionals inside a subcommand (`librobot train demo a=1 --run-dir x b=2`).
+    # positionals inside a subcommand (`librobot train toy-reach a=1 --run-dir x b=2`).
     parser.add_argument(
         "overrides", nargs=argparse.REMAINDER, help="config overrides: key=value, +key=value (new key), ~key (delete)"
     )

@@ -6,8 +6,8 @@ typo fails before anything is built, with the key and the file that set it named
 
 ```yaml
 name: my-run
-model:   {factory: demo-policy, hidden_dim: 128}        # "train_model" registry (or module:attr)
-data:    {factory: demo-reach, num_samples: 4096,        # "dataset" registry (or module:attr)
+model:   {factory: toy-reach-policy, hidden_dim: 128}      # "train_model" registry (or module:attr)
+data:    {factory: toy-reach, num_samples: 4096,         # "dataset" registry (or module:attr)
           val: {seed: 1, num_samples: 512}}             # overrides for the validation split
 train:   {max_steps: 2000, batch_size: 64, precision: bf16}
 optimizer: {name: adamw, lr: 3.0e-4, param_groups: [{name: vision, match: [vision], lr: 1.0e-4}]}
@@ -26,7 +26,7 @@ from typing import Any, Literal
 
 from librobot.core.errors import ConfigError
 
-BUILTIN_CONFIGS = ("demo",)
+BUILTIN_CONFIGS = ("toy-reach",)
 
 
 @dataclass
@@ -240,7 +240,7 @@ def run_config_dict(cfg: RunConfig) -> dict[str, Any]:
 
 
 def builtin_config_path(name: str) -> Path:
-    """The YAML file of a built-in config (``demo``)."""
+    """The YAML file of a built-in config (``toy-reach``)."""
     if name not in BUILTIN_CONFIGS:
         raise ConfigError(f"'{name}' is neither a config file nor a built-in config ({', '.join(BUILTIN_CONFIGS)})")
     with resources.as_file(resources.files("librobot.train") / "configs" / f"{name}.yaml") as path:

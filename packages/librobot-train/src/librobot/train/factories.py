@@ -5,7 +5,7 @@
   (``dataset`` only when the factory takes it: dims and normalisation stats come from there) and
   returns an ``nn.Module`` whose ``forward(batch)`` returns ``{"loss": ..., **terms}``.
 - ``data: {factory: NAME, val: {...}, **kwargs}``: NAME is an entry of the **"dataset"** registry
-  (the one behind ``librobot.data.create_dataset``: store, lerobot, rlds, synthetic, demo-reach…)
+  (the one behind ``librobot.data.create_dataset``: store, lerobot, rlds, synthetic, toy-reach…)
   or ``"module:function"``; the training set is ``factory(**kwargs)`` and, when ``val`` is given,
   the validation set is ``factory(**{**kwargs, **val})`` (e.g. ``val: {split: val}``).
 - ``callbacks: [{name: NAME, **kwargs}]``: entries of the **"callback"** registry (evaluation
@@ -81,7 +81,7 @@ def _split(section: Mapping[str, Any], key: str, hint: str) -> tuple[Any, dict[s
 def build_datasets(section: Mapping[str, Any]) -> tuple[Any, Any]:
     """``(train, val)`` from the ``data`` section (``val`` is None without a ``val`` mapping)."""
     spec, kwargs = _split(
-        section, "data", "name a 'dataset' registry entry (demo-reach, store, lerobot…) or 'module:function'"
+        section, "data", "name a 'dataset' registry entry (toy-reach, store, lerobot…) or 'module:function'"
     )
     val_overrides = kwargs.pop("val", None)
     factory = resolve_factory(spec, DATA_CATEGORY, "data.factory")
@@ -103,7 +103,7 @@ def build_model(section: Mapping[str, Any], *, dataset: Any = None) -> Any:
     from torch import nn
 
     spec, kwargs = _split(
-        section, "model", f"name a '{MODEL_CATEGORY}' registry entry (demo-policy, …) or 'module:function'"
+        section, "model", f"name a '{MODEL_CATEGORY}' registry entry (toy-reach-policy, vla, …) or 'module:function'"
     )
     factory = resolve_factory(spec, MODEL_CATEGORY, "model.factory")
     model = call_factory(factory, kwargs, "model", dataset=dataset)

@@ -1,11 +1,11 @@
-"""A small real policy and task for the built-in ``demo`` config, tests and throughput figures.
+"""A small real policy and task for the built-in ``toy-reach`` config, tests and throughput figures.
 
-``ReachDemoDataset``: a top camera sees up to three coloured targets; the instruction ("reach the
+``ToyReachDataset``: a top camera sees up to three coloured targets; the instruction ("reach the
 green target") says which one; the state is the agent's 2-D position; the action chunk is what a
 proportional controller does to get there (normalised to [-1, 1]), padded past the episode's end.
 The goal is in neither the image nor the text alone, so the policy has to use both.
 
-``DemoPolicy``: conv encoder per camera + hashed bag-of-words text embedding + state MLP → MLP head
+``ToyReachPolicy``: conv encoder per camera + hashed bag-of-words text embedding + state MLP → MLP head
 → an action chunk, trained with the masked action loss. It follows the trainer's model contract
 (``forward(batch) -> {"loss", ...}``) and has ``predict_action`` and ``gradient_checkpointing_enable``.
 """
@@ -30,7 +30,7 @@ from librobot.core.registry import get_registry
 COLORS = ("red", "green", "blue")
 
 
-class ReachDemoDataset(Dataset[dict[str, Any]]):
+class ToyReachDataset(Dataset[dict[str, Any]]):
     """Deterministic reach demonstrations: sample ``i`` depends only on ``(seed, i)``.
 
     ``state_noise`` adds Gaussian noise to the state from torch's global RNG (an augmentation; the
@@ -107,7 +107,7 @@ class ReachDemoDataset(Dataset[dict[str, Any]]):
         return sample
 
 
-def demo_reach_dataset(
+def toy_reach_dataset(
     num_samples: int = 4096,
     *,
     horizon: int = 8,
@@ -118,9 +118,9 @@ def demo_reach_dataset(
     state_noise: float = 0.0,
     padding: bool = True,
     seed: int = 0,
-) -> ReachDemoDataset:
+) -> ToyReachDataset:
     """Synthetic reach demonstrations (camera + instruction + state → action chunk)."""
-    return ReachDemoDataset(
+    return ToyReachDataset(
         num_samples,
         horizon=horizon,
         image_size=image_size,
@@ -173,7 +173,7 @@ def _word_ids(tasks: Sequence[str], buckets: int) -> tuple[torch.Tensor, torch.T
     return torch.tensor(ids, dtype=torch.long), torch.tensor(offsets, dtype=torch.long)
 
 
-class DemoPolicy(nn.Module):
+class ToyReachPolicy(nn.Module):
     """Images + instruction + state → action chunk [B, H, A]."""
 
     def __init__(
@@ -224,7 +224,7 @@ class DemoPolicy(nn.Module):
         for camera in self.cameras:
             key = f"{OBS_IMAGES}.{camera}"
             if key not in batch:
-                raise ConfigError(f"DemoPolicy was built for camera '{camera}' but the batch has no '{key}'")
+                raise ConfigError(f"ToyReachPolicy was built for camera '{camera}' but the batch has no '{key}'")
             parts.append(self.vision[camera](batch[key]) * (1 + scale) + shift)
         x = self.fuse(torch.cat(parts, dim=-1))
         for block in self.head:
@@ -265,7 +265,7 @@ def infer_shapes(dataset: Any) -> dict[str, Any]:
     return shapes
 
 
-def demo_policy(
+def toy_reach_policy(
     *,
     dataset: Any = None,
     hidden_dim: int = 128,
@@ -274,21 +274,21 @@ def demo_policy(
     text_buckets: int = 512,
     loss: str = "mse",
     **shapes: Any,
-) -> DemoPolicy:
-    """The demo policy, sized from ``dataset`` (or explicit state_dim/action_dim/horizon/cameras…)."""
+) -> ToyReachPolicy:
+    """The toy-reach policy, sized from ``dataset`` (or explicit state_dim/action_dim/horizon/cameras…)."""
     allowed = {"state_dim", "action_dim", "horizon", "obs_horizon", "cameras", "image_size", "image_channels"}
     unknown = sorted(set(shapes) - allowed)
     if unknown:
         raise ConfigError(
-            f"demo-policy: unknown argument(s) {unknown}; it accepts hidden_dim, depth, dropout, text_buckets, loss, {', '.join(sorted(allowed))}"
+            f"toy-reach-policy: unknown argument(s) {unknown}; it accepts hidden_dim, depth, dropout, text_buckets, loss, {', '.join(sorted(allowed))}"
         )
     found = infer_shapes(dataset) if dataset is not None else {}
     found.update(shapes)
     missing = [k for k in ("state_dim", "action_dim", "horizon") if k not in found]
     if missing:
         raise ConfigError(
-            f"demo-policy needs {missing}: pass a dataset with observation.state and action, or set them in the model config"
+            f"toy-reach-policy needs {missing}: pass a dataset with observation.state and action, or set them in the model config"
         )
-    return DemoPolicy(
+    return ToyReachPolicy(
         hidden_dim=hidden_dim, depth=depth, dropout=dropout, text_buckets=text_buckets, loss=loss, **found
     )
