@@ -59,6 +59,8 @@ def run_framework(name: str, args: argparse.Namespace, data: Path) -> dict:
     started = time.perf_counter()
     result = train_from_config(raw, configure_logs=False)
     train_seconds = time.perf_counter() - started
+    if result.step < args.steps:  # stopped early (a signal): a partial run is no result
+        raise SystemExit(f"{name}: training stopped at step {result.step} of {args.steps}; no result written")
     policy = TorchPolicy.from_pretrained(run_dir / "policy")
     model = policy.model
     env_kwargs = {"render": True, "image_size": 96} if args.images else {"render": False}
