@@ -12,6 +12,7 @@ breaks. ``_gemm_to_matmul`` does that rewrite itself, with one transposed copy p
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -80,6 +81,9 @@ def quantize_int8(src: str | Path, dst: str | Path, *, per_channel: bool = False
     staged = dst / ".policy.fp32.onnx"
     onnx.save(model, str(staged))
     out = dst / "policy.onnx"
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # the quantiser logs a pre-processing hint on the root logger every call
     try:
         quant.quantize_dynamic(
             str(staged),
@@ -90,6 +94,7 @@ def quantize_int8(src: str | Path, dst: str | Path, *, per_channel: bool = False
             extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
         )
     finally:
+        root.setLevel(level)
         staged.unlink(missing_ok=True)
     new = replace(spec, model="policy.onnx", model_sha256=sha256_file(out), quantization="int8-dynamic")
     side = sidecar_path(dst)
