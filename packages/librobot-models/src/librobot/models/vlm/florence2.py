@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from librobot.core.errors import ConfigError
-from librobot.models.vlm.hf_base import HFVLM
+from librobot.models.vlm.hf_base import HFVLM, variant_builder
 from librobot.models.vlm.kv_cache import KVLayout, PrefixKV
 from librobot.models.vlm.preprocess import IMAGENET_MEAN, IMAGENET_STD
 
@@ -251,31 +251,7 @@ class Florence2(HFVLM):
 
 
 def _factory(name: str, default_size: int):
-    def build(
-        pretrained: str | None = None,
-        *,
-        dtype: Any = None,
-        device: Any = None,
-        image_size: int | None = None,
-        max_text_tokens: int = 128,
-        attn_implementation: str | None = None,
-        tokenizer: Any = None,
-    ) -> Florence2:
-        return Florence2.build(
-            name,
-            lambda tok: make_config(name, tok),
-            pretrained=pretrained,
-            dtype=dtype,
-            device=device,
-            attn_implementation=attn_implementation,
-            image_size=image_size or (None if pretrained else default_size),
-            max_text_tokens=max_text_tokens,
-            tokenizer=tokenizer,
-        )
-
-    build.__name__ = build.__qualname__ = name.replace("-", "_")
-    build.__doc__ = f"{name}: " + (f"{SIZES[name]['checkpoint']} architecture" if name in SIZES else "tiny test config")
-    return build
+    return variant_builder(Florence2, name, make_config, SIZES, default_size)
 
 
 florence_2_base = _factory("florence-2-base", 768)

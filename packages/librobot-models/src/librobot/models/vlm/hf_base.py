@@ -14,7 +14,7 @@ the instruction; see each family's ``_prompt``.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -499,3 +499,44 @@ class HFVLM(AbstractVLM):
 def modules_except(parent: nn.Module, skip: Sequence[str]) -> list[nn.Module]:
     """Direct children of ``parent`` not named in ``skip`` (e.g. a vision tower minus its merger)."""
     return [m for name, m in parent.named_children() if name not in skip]
+
+
+def variant_builder(
+    cls: type[HFVLM],
+    name: str,
+    make_config: Callable[[str, Any], Any],
+    sizes: Mapping[str, Mapping[str, Any]],
+    default_image_size: int | None = None,
+) -> Callable[..., HFVLM]:
+    """The registered constructor of one variant: random weights from ``make_config(name, tokenizer)``
+    or ``pretrained=`` a local folder. Families whose input size their config fixes take no
+    ``image_size`` (``default_image_size`` None); the others default to it for random weights."""
+
+    def build(
+        pretrained: str | None = None,
+        *,
+        dtype: Any = None,
+        device: Any = None,
+        image_size: int | None = None,
+        max_text_tokens: int = 128,
+        attn_implementation: str | None = None,
+        tokenizer: Any = None,
+    ) -> HFVLM:
+        if image_size is not None and default_image_size is None:
+            raise ConfigError(f"{name}: the input image size is fixed by the architecture; drop image_size")
+        return cls.build(
+            name,
+            lambda tok: make_config(name, tok),
+            pretrained=pretrained,
+            dtype=dtype,
+            device=device,
+            attn_implementation=attn_implementation,
+            image_size=image_size or (None if pretrained or default_image_size is None else default_image_size),
+            max_text_tokens=max_text_tokens,
+            tokenizer=tokenizer,
+        )
+
+    build.__name__ = build.__qualname__ = name.replace("-", "_").replace(".", "_")
+    build.__doc__ = f"{name}: " + (f"{sizes[name]['checkpoint']} architecture" if name in sizes else "tiny test config")
+    return build
+

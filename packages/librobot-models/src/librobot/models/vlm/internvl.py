@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from librobot.models.vlm.hf_base import HFVLM
+from librobot.models.vlm.hf_base import HFVLM, variant_builder
 from librobot.models.vlm.preprocess import IMAGENET_MEAN, IMAGENET_STD
 
 _VIT_300M = {
@@ -229,29 +229,7 @@ class InternVL(HFVLM):
 
 
 def _factory(name: str):
-    def build(
-        pretrained: str | None = None,
-        *,
-        dtype: Any = None,
-        device: Any = None,
-        max_text_tokens: int = 128,
-        attn_implementation: str | None = None,
-        tokenizer: Any = None,
-    ) -> InternVL:
-        return InternVL.build(
-            name,
-            lambda tok: make_config(name, tok),
-            pretrained=pretrained,
-            dtype=dtype,
-            device=device,
-            attn_implementation=attn_implementation,
-            max_text_tokens=max_text_tokens,
-            tokenizer=tokenizer,
-        )
-
-    build.__name__ = build.__qualname__ = name.replace("-", "_")
-    build.__doc__ = f"{name}: " + (f"{SIZES[name]['checkpoint']} architecture" if name in SIZES else "tiny test config")
-    return build
+    return variant_builder(InternVL, name, make_config, SIZES)
 
 
 internvl2_1b = _factory("internvl2-1b")

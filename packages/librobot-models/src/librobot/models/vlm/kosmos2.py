@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from librobot.models.vlm.hf_base import HFVLM
+from librobot.models.vlm.hf_base import HFVLM, variant_builder
 from librobot.models.vlm.preprocess import CLIP_MEAN, CLIP_STD
 
 _VISION = {
@@ -154,29 +154,7 @@ class Kosmos2(HFVLM):
 
 
 def _factory(name: str):
-    def build(
-        pretrained: str | None = None,
-        *,
-        dtype: Any = None,
-        device: Any = None,
-        max_text_tokens: int = 128,
-        attn_implementation: str | None = None,
-        tokenizer: Any = None,
-    ) -> Kosmos2:
-        return Kosmos2.build(
-            name,
-            lambda tok: make_config(name, tok),
-            pretrained=pretrained,
-            dtype=dtype,
-            device=device,
-            attn_implementation=attn_implementation,
-            max_text_tokens=max_text_tokens,
-            tokenizer=tokenizer,
-        )
-
-    build.__name__ = build.__qualname__ = name.replace("-", "_")
-    build.__doc__ = f"{name}: " + (f"{SIZES[name]['checkpoint']} architecture" if name in SIZES else "tiny test config")
-    return build
+    return variant_builder(Kosmos2, name, make_config, SIZES)
 
 
 kosmos_2 = _factory("kosmos-2")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from librobot.models.vlm.hf_base import variant_builder
 from librobot.models.vlm.qwen_common import QwenVLBase, qwen_token_ids, special_ids
 
 _VISION = {
@@ -119,31 +120,7 @@ class Qwen2VL(QwenVLBase):
 
 
 def _factory(name: str, default_size: int):
-    def build(
-        pretrained: str | None = None,
-        *,
-        dtype: Any = None,
-        device: Any = None,
-        image_size: int | None = None,
-        max_text_tokens: int = 128,
-        attn_implementation: str | None = None,
-        tokenizer: Any = None,
-    ) -> Qwen2VL:
-        return Qwen2VL.build(
-            name,
-            lambda tok: make_config(name, tok),
-            pretrained=pretrained,
-            dtype=dtype,
-            device=device,
-            attn_implementation=attn_implementation,
-            image_size=image_size or (None if pretrained else default_size),
-            max_text_tokens=max_text_tokens,
-            tokenizer=tokenizer,
-        )
-
-    build.__name__ = build.__qualname__ = name.replace("-", "_").replace(".", "_")
-    build.__doc__ = f"{name}: " + (f"{SIZES[name]['checkpoint']} architecture" if name in SIZES else "tiny test config")
-    return build
+    return variant_builder(Qwen2VL, name, make_config, SIZES, default_size)
 
 
 qwen2_vl_2b = _factory("qwen2-vl-2b", 224)
