@@ -4,6 +4,7 @@ transforms, statistics, tokenizers.
 Importing this package is cheap and torch-free; names are resolved on first use:
 
 - ``create_dataset(name_or_path, **kw)``: a torch Dataset (any format, through a cached store)
+- ``WindowLoader(dataset, batch_size, ...)``: a DataLoader handing image batches over in reused memory
 - ``EpisodeWriter`` / ``EpisodeStore``: write / read the episode store (numpy + zarr, no torch)
 - ``convert(src, dst, src_format=..., dst_format=...)``: crash-safe conversion between formats
 - ``NormalizationProcessor``: dataset stats → saved, invertible normalisation
@@ -33,6 +34,7 @@ _LAZY = {
     "synthetic_episodes": "librobot.data.synthetic",
     "split_episodes": "librobot.data.sampling",
     "StoreDataset": "librobot.data.dataset",
+    "WindowLoader": "librobot.data.loader",
     "DataFormatError": "librobot.data.errors",
     "EpisodeError": "librobot.data.errors",
     "ConversionError": "librobot.data.errors",

@@ -169,6 +169,19 @@ class WindowDataset(Dataset, DatasetInterface):
         return len(self._frames)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
+        return self._build(index, self._image_tensor)
+
+    def _image_tensor(self, key: str, indices: np.ndarray) -> Any:
+        images = torch.from_numpy(self._read_images(key, indices))
+        return images if self.image_dtype == "uint8" else torch.div(images, 255.0)  # float32, one pass
+
+    def _read_images_into(self, key: str, indices: np.ndarray, out: np.ndarray) -> None:
+        """uint8 frames at ``indices`` written into ``out`` [n, C, H, W] (batched reads override this)."""
+        out[...] = self._read_images(key, indices)
+
+    def _build(self, index: int, read_images: Callable[[str, np.ndarray], Any]) -> dict[str, Any]:
+        """One sample; ``read_images(key, indices)`` returns the image window, or None when it wrote
+        the images elsewhere (a batch buffer) and the sample should not hold them."""
         if not -len(self) <= index < len(self):
             raise IndexError(f"index {index} out of range for {len(self)} frames")
         frame = int(self._frames[index])
@@ -179,8 +192,9 @@ class WindowDataset(Dataset, DatasetInterface):
         for key, offsets in self.offsets.items():
             indices, pad = window(frame, start, end, offsets)
             if is_image_key(key):
-                images = torch.from_numpy(self._read_images(key, indices))
-                sample[key] = images if self.image_dtype == "uint8" else torch.div(images, 255.0)  # float32, one pass
+                images = read_images(key, indices)
+                if images is not None:
+                    sample[key] = images
             else:
                 sample[key] = torch.from_numpy(np.ascontiguousarray(self._read_array(key, indices)))
                 if sample[key].dtype == torch.float64:
@@ -209,6 +223,17 @@ class WindowDataset(Dataset, DatasetInterface):
         sample[FRAME_INDEX] = np.int64(frame - start)
         sample[TIMESTAMP] = np.float32((frame - start) / self._fps)
         return sample
+
+    def image_window_shape(self, key: str) -> tuple[int, ...]:
+        """[T_obs, C, H, W] of one sample's ``key`` window (as stored: before any image transform)."""
+        return (len(self.offsets[key]), *self.storage_features[key].shape)
+
+    @property
+    def batched_images(self) -> bool:
+        """Whether images can be read straight into a batch buffer: no per-sample image transform
+        and no normaliser touching images (those need each sample's images as tensors)."""
+        touched = getattr(self.normalizer, "features", {}) if self.normalizer is not None else {}
+        return self.image_transforms is None and not any(k in touched for k in self.image_keys)
 
 
 def float_collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
@@ -303,6 +328,9 @@ class StoreDataset(WindowDataset):
 
     def _read_images(self, key: str, indices: np.ndarray) -> np.ndarray:
         return self.store.take(key, indices)
+
+    def _read_images_into(self, key: str, indices: np.ndarray, out: np.ndarray) -> None:
+        self.store.take(key, indices, out=out)
 
     def _read_array(self, key: str, indices: np.ndarray) -> np.ndarray:
         if key in self._arrays:

@@ -114,14 +114,21 @@ class ChunkReader:
             buffer = self._buffers[key] = np.empty(self.chunk_shape, dtype=self.dtype)
         return buffer
 
-    def read(self, start: int, stop: int) -> np.ndarray:
-        """Frames ``[start, stop)`` as a new array."""
+    def read(self, start: int, stop: int, out: np.ndarray | None = None) -> np.ndarray:
+        """Frames ``[start, stop)`` as a new array, or written into ``out`` (C-contiguous, that shape)."""
         if not 0 <= start <= stop <= self.shape[0]:
             raise IndexError(f"{self.dir}: frames [{start}, {stop}) out of range [0, {self.shape[0]})")
+        if out is None:
+            out = np.empty((stop - start, *self.shape[1:]), dtype=self.dtype)
+        elif out.shape != (stop - start, *self.shape[1:]) or out.dtype != self.dtype or not out.flags.c_contiguous:
+            raise ValueError(
+                f"{self.dir}: out must be C-contiguous {self.dtype} of shape {(stop - start, *self.shape[1:])}, "
+                f"got {out.dtype} {out.shape}"
+            )
         if not self.fast:
-            return self.read_reference(start, stop)
+            out[...] = self.read_reference(start, stop)
+            return out
         size = self.chunk_shape[0]
-        out = np.empty((stop - start, *self.shape[1:]), dtype=self.dtype)
         pos = start
         while pos < stop:
             chunk = pos // size
@@ -150,14 +157,19 @@ class ChunkReader:
             self._zarr = zarr.open_array(str(self.dir), mode="r")
         return np.asarray(self._zarr[start:stop])
 
-    def take(self, indices: np.ndarray) -> np.ndarray:
+    def take(self, indices: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """Frames at sorted-or-not ``indices``; each run of nearby frames costs one range read."""
         indices = np.asarray(indices, dtype=np.int64)
         if indices.size == 0:
-            return np.empty((0, *self.shape[1:]), dtype=self.dtype)
+            return np.empty((0, *self.shape[1:]), dtype=self.dtype) if out is None else out
         lo, hi = int(indices.min()), int(indices.max()) + 1
         if hi - lo == len(indices) and np.array_equal(indices, np.arange(lo, hi)):
-            return self.read(lo, hi)  # a plain window (the common case): no gather copy
+            return self.read(lo, hi, out)  # a plain window (the common case): no gather copy
         if hi - lo <= 4 * len(indices) + self.chunk_shape[0]:
-            return self.read(lo, hi)[indices - lo]
-        return np.stack([self.read(int(i), int(i) + 1)[0] for i in indices])
+            frames = self.read(lo, hi)
+            return np.take(frames, indices - lo, axis=0, out=out)
+        if out is None:
+            out = np.empty((len(indices), *self.shape[1:]), dtype=self.dtype)
+        for j, i in enumerate(indices):
+            self.read(int(i), int(i) + 1, out[j : j + 1])
+        return out

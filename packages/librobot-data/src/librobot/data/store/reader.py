@@ -84,19 +84,25 @@ class EpisodeStore:
             data = np.ascontiguousarray(data.transpose(0, 2, 3, 1))
         return data
 
-    def take(self, key: str, indices: np.ndarray) -> np.ndarray:
-        """Frames at global ``indices`` (any order, repeats allowed); images as [n, C, H, W]."""
+    def take(self, key: str, indices: np.ndarray, *, out: np.ndarray | None = None) -> np.ndarray:
+        """Frames at global ``indices`` (any order, repeats allowed); images as [n, C, H, W].
+        ``out`` (C-contiguous, that shape and the array's dtype) receives them instead of a new array."""
         self._check_key(key)
         indices = np.asarray(indices, dtype=np.int64)
         if indices.size and (indices.min() < 0 or indices.max() >= self.num_frames):
             raise IndexError(f"{self.path}: frame index outside [0, {self.num_frames})")
         reader = self._reader(f"{DATA_GROUP}/{key}")
         if self.fast:
-            return reader.take(indices)
+            return reader.take(indices, out=out)
         if indices.size == 0:
-            return np.empty((0, *reader.shape[1:]), dtype=reader.dtype)
-        lo, hi = int(indices.min()), int(indices.max()) + 1
-        return reader.read_reference(lo, hi)[indices - lo]
+            data = np.empty((0, *reader.shape[1:]), dtype=reader.dtype)
+        else:
+            lo, hi = int(indices.min()), int(indices.max()) + 1
+            data = reader.read_reference(lo, hi)[indices - lo]
+        if out is None:
+            return data
+        out[...] = data
+        return out
 
     @property
     def task_index(self) -> np.ndarray:
