@@ -85,3 +85,44 @@ def test_iterable_dataset_fast_forwards_on_resume():
     resumed.load_state_dict(stream.state_dict())
     for got, want in zip(take(resumed, 3), reference[4:]):
         assert torch.equal(got["v"], want["v"])
+
+
+class _PerSample(Dataset):
+    """Hides ``batched_images``: the same window dataset, loaded sample by sample."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, i):
+        return self.dataset[i]
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_image_windows_load_batched_with_the_same_batches_and_resume(tmp_path, workers):
+    from librobot.data.dataset import StoreDataset
+    from librobot.data.store import write_episodes
+    from librobot.data.synthetic import synthetic_episodes
+
+    store = tmp_path / "eps.store"
+    write_episodes(store, synthetic_episodes(3, seed=4))
+    ds = StoreDataset(store, obs_horizon=2, action_horizon=3)
+    fast = DataStream(ds, batch_size=4, seed=5, num_workers=workers)
+    slow = DataStream(_PerSample(ds), batch_size=4, seed=5, num_workers=workers)
+    assert fast.batched and not slow.batched
+    expected = [next(slow) for _ in range(9)]  # past an epoch boundary
+    got = [{k: (v.clone() if isinstance(v, torch.Tensor) else v) for k, v in next(fast).items()} for _ in range(9)]
+    for a, b in zip(got, expected):
+        assert set(a) == set(b)
+        for key, value in b.items():
+            assert torch.equal(a[key], value) if isinstance(value, torch.Tensor) else a[key] == value, key
+    resumed = DataStream(ds, batch_size=4, seed=5, num_workers=workers)
+    state = DataStream(ds, batch_size=4, seed=5)
+    for _ in range(5):
+        next(state)
+    resumed.load_state_dict(state.state_dict())
+    batch = next(resumed)
+    assert torch.equal(batch["observation.images.top"], expected[5]["observation.images.top"])
+    assert float(batch["observation.images.top"].std()) > 0

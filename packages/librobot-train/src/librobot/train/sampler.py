@@ -202,13 +202,23 @@ class DataStream:
         self.rank, self.world_size = rank, world_size
         self.num_workers, self.pin_memory, self.collate_fn = num_workers, pin_memory, collate_fn
         self.iterable = is_iterable(dataset)
+        # window datasets with images and no per-sample randomness load whole batches into reused
+        # shared memory (librobot.data.loader); they need no per-sample seeds
+        self.batched = (
+            not self.iterable
+            and collate_fn is None
+            and bool(getattr(dataset, "batched_images", False))
+            and bool(getattr(dataset, "image_keys", None))
+        )
         self.sampler: ResumableSampler | None = None
         if not self.iterable:
             if not hasattr(dataset, "__len__"):
                 raise ConfigError(
                     f"{type(dataset).__name__} has no __len__: make it a map-style Dataset or an IterableDataset"
                 )
-            self.sampler = ResumableSampler(len(dataset), seed=seed, shuffle=shuffle, rank=rank, world_size=world_size)
+            self.sampler = ResumableSampler(
+                len(dataset), seed=seed, shuffle=shuffle, rank=rank, world_size=world_size, with_seeds=not self.batched
+            )
             if self.sampler.shard_size < self.batch_size:
                 raise ConfigError(
                     f"the dataset has {len(dataset)} samples, fewer than one batch per process "
@@ -225,6 +235,18 @@ class DataStream:
     def _loader(self, dataset: Any, sampler: Any) -> DataLoader[Any]:
         generator = torch.Generator()
         generator.manual_seed(mix_seed(self.seed, self.epoch, 1))  # worker seeds; never touches the global RNG
+        if self.batched:
+            from librobot.data.loader import WindowLoader
+
+            return WindowLoader(
+                dataset,
+                batch_size=self.batch_size,
+                sampler=sampler,
+                drop_last=True,
+                num_workers=self.num_workers,
+                pin_memory=self.pin_memory,
+                generator=generator,
+            )
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
@@ -240,7 +262,8 @@ class DataStream:
         if self.sampler is not None:
             self.sampler.set_epoch(self.epoch)
             self.sampler.set_start(self.batch_in_epoch * self.batch_size)
-            return iter(self._loader(SeededDataset(self.dataset), self.sampler))
+            dataset = self.dataset if self.batched else SeededDataset(self.dataset)
+            return iter(self._loader(dataset, self.sampler))
         if hasattr(self.dataset, "set_epoch"):
             self.dataset.set_epoch(self.epoch)
         it = iter(self._loader(self.dataset, None))
