@@ -137,3 +137,27 @@ def test_offline_errors_are_per_dimension_in_dataset_units():
     assert metrics["mse_per_dim"] == pytest.approx([0.25, 1.0, 4.0], rel=1e-5)
     assert metrics["l1_per_dim"] == pytest.approx([0.5, 1.0, 2.0], rel=1e-5)
     assert metrics["mse"] == pytest.approx(5.25 / 3, rel=1e-5)
+
+
+class HistoryPolicy(MetaWorldStatePolicy):
+    """Reads a window of two states (obs_horizon = 2), acts on the latest, batches requests."""
+
+    @property
+    def obs_horizon(self) -> int:
+        return 2
+
+    def predict_chunks(self, observations, tasks=None):
+        states = np.asarray(observations["observation.state"])
+        self.windows.append(states.copy())
+        return np.stack([self.predict_chunk({"observation.state": s[-1]}) for s in states])
+
+
+def test_policies_with_an_observation_history_get_their_windows_in_closed_loop():
+    policy = HistoryPolicy("reach-v3", chunk=4)
+    policy.windows = []
+    report = evaluate_closed_loop(policy, "metaworld-reach", 2, num_envs=2, n_action_steps=2, env_kwargs={"render": False})
+    assert report.success_rate == 1.0  # acting on the latest frame of each window still solves reach
+    first, later = policy.windows[0], policy.windows[1]
+    assert first.shape == (2, 2, 39) and later.shape == (2, 2, 39)
+    np.testing.assert_array_equal(first[:, 0], first[:, 1])  # episode start: the first frame repeated
+    assert np.abs(later[:, 1] - later[:, 0]).max() > 0  # then two consecutive, different frames

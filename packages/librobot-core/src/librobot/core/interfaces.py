@@ -192,6 +192,12 @@ class PolicyInterface(ABC):
     @abstractmethod
     def chunk_size(self) -> int: ...
 
+    @property
+    def obs_horizon(self) -> int:
+        """T_obs: observation frames per request. With T_obs > 1 every ``observation.*`` value of a
+        request carries a leading time axis [T_obs, ...], oldest first (a runtime keeps the history)."""
+        return 1
+
     @abstractmethod
     def predict_chunk(self, observation: Mapping[str, Any], task: str | None = None) -> np.ndarray:
         """One action chunk [H, A] for one observation (no batch axis), in robot units."""

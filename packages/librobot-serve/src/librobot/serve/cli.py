@@ -226,7 +226,9 @@ def add_export_command(subparsers: Any) -> None:
     p.add_argument("--out", help="the export folder to create (default: CHECKPOINT-FORMAT beside it)")
     p.add_argument("--cameras", nargs="+", help="camera names, for policies trained without a fixed camera list")
     p.add_argument("--image-size", nargs=2, type=int, metavar=("H", "W"), help="input image size (default: native)")
-    p.add_argument("--history", type=int, default=1, help="observation frames per input (default 1)")
+    p.add_argument(
+        "--history", type=int, default=None, help="observation frames per input (default: the policy's training window)"
+    )
     p.add_argument("--max-task-tokens", type=int, help="prompt ids the graph takes (room for tasks added later)")
     p.add_argument("--no-rtc", action="store_true", help="leave out the real-time-chunking inputs")
     p.add_argument("--tolerance", type=float, default=1e-4, help="max parity error (normalised units) to accept")

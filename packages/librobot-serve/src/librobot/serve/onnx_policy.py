@@ -82,6 +82,11 @@ class OnnxPolicy(PolicyInterface):
         return self.spec.chunk_size
 
     @property
+    def obs_horizon(self) -> int:
+        """T_obs of the exported graph: its observation inputs are [T_obs, ...] (state [T, S], images [T, C, H, W])."""
+        return int(next(iter(self._features.values())).shape[0]) if self._features else 1
+
+    @property
     def supports_rtc(self) -> bool:
         return self.spec.rtc is not None
 

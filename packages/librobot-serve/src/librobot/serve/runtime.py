@@ -32,6 +32,7 @@ from librobot.core.interfaces import PolicyInterface, PolicyRuntimeInterface
 from librobot.core.logging import get_logger
 from librobot.serve.chunking import TemporalEnsembler, align_chunk
 from librobot.serve.clock import Clock, MonotonicClock
+from librobot.serve.history import ObservationHistory
 from librobot.serve.protocols import Actuated, as_safety_filter, supports_rtc
 from librobot.serve.rtc import SCHEDULES, prefix_weights
 from librobot.serve.stats import LatencyRecorder
@@ -106,6 +107,9 @@ class PolicyRuntime(PolicyRuntimeInterface):
         self.safety = as_safety_filter(safety)
         self.horizon = int(policy.chunk_size)
         self.action_dim = int(policy.action_dim)
+        steps = int(getattr(policy, "obs_horizon", 1) or 1)
+        # a policy trained on windows of T_obs frames gets the same windows here
+        self.history = ObservationHistory(steps) if steps > 1 else None
         config.check(self.horizon)
         if config.mode == "rtc" and not supports_rtc(policy):
             raise ConfigError(
@@ -144,6 +148,8 @@ class PolicyRuntime(PolicyRuntimeInterface):
         self._pending = None  # a result still running in the background is ignored
         self._ensembler.reset()
         self._delays.clear()
+        if self.history is not None:
+            self.history.reset()
         self._t = 0
         self.stats = RuntimeStats()
         self.policy.reset()
@@ -161,9 +167,17 @@ class PolicyRuntime(PolicyRuntimeInterface):
         self.close()
 
     # ------------------------------------------------------------------ one tick
+    def policy_input(self, observation: Mapping[str, Any]) -> Mapping[str, Any]:
+        """What the policy would be given for ``observation`` at this tick (with the observation
+        history when the policy reads one), without advancing anything: a vectorised evaluator
+        batches these for many runtimes."""
+        return observation if self.history is None else self.history.window(observation, commit=False)
+
     def step(self, observation: Mapping[str, Any], *, observed_at: float | None = None) -> np.ndarray:
         """The safe action for this tick; latency is counted from ``observed_at`` (default: now)."""
         start = self.clock.now() if observed_at is None else observed_at
+        if self.history is not None:  # every tick enters the history, inference tick or not
+            observation = self.history.window(observation)
         mode = self.config.mode
         if mode == "sync":
             if not self._plan:

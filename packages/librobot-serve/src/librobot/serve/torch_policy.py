@@ -22,12 +22,15 @@ from librobot.core.interfaces import PolicyInterface
 
 
 def _image_batch(torch: Any, frames: np.ndarray, key: str) -> Any:
-    """[N, H, W, C] uint8 / [N, C, H, W] uint8 or float → float [N, C, H, W] in [0, 1]."""
+    """[N, (T,) H, W, C] uint8 / [N, (T,) C, H, W] uint8 or float → float [N, (T,) C, H, W] in [0, 1]."""
     array = np.asarray(frames)
-    if array.ndim != 4:
-        raise SpecError(f"'{key}': expected one frame per request ([H, W, C] or [C, H, W]), got batch shape {array.shape}")
-    if array.shape[-1] in (1, 3) and array.shape[1] not in (1, 3):
-        array = array.transpose(0, 3, 1, 2)
+    if array.ndim not in (4, 5):
+        raise SpecError(
+            f"'{key}': expected one frame ([H, W, C] or [C, H, W]) or a history [T, ...] per request, "
+            f"got batch shape {array.shape}"
+        )
+    if array.shape[-1] in (1, 3) and array.shape[-3] not in (1, 3):
+        array = np.moveaxis(array, -1, -3)
     tensor = torch.from_numpy(np.ascontiguousarray(array))
     if tensor.dtype == torch.uint8:
         return tensor.float().div_(255.0)
@@ -63,6 +66,11 @@ class TorchPolicy(PolicyInterface):
     def chunk_size(self) -> int:
         return int(self.model.horizon)
 
+    @property
+    def obs_horizon(self) -> int:
+        """The observation window the model was trained on (requests then carry [T_obs, ...])."""
+        return int(getattr(self.model.config, "n_obs_steps", 1) or 1)
+
     def predict_chunk(
         self, observation: Mapping[str, Any], task: str | None = None, *, noise: np.ndarray | None = None
     ) -> np.ndarray:
@@ -79,7 +87,8 @@ class TorchPolicy(PolicyInterface):
         noise: np.ndarray | None = None,
         **_: Any,
     ) -> np.ndarray:
-        """Chunks [N, H, A] for N observations stacked on axis 0 (``noise`` [N, H, A] optional)."""
+        """Chunks [N, H, A] for N observations stacked on axis 0 (``noise`` [N, H, A] optional); with
+        ``obs_horizon`` > 1 each observation carries its history [N, T_obs, ...]."""
         torch = self.torch
         device = next(self.model.parameters()).device
         sizes = {k: len(v) for k, v in observations.items() if k.startswith(B.OBS_PREFIX)}

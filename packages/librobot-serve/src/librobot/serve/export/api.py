@@ -88,7 +88,7 @@ def export_policy(
     tasks: Sequence[str] = (),
     cameras: Sequence[str] | None = None,
     image_size: tuple[int, int] | None = None,
-    history: int = 1,
+    history: int | None = None,
     max_task_tokens: int | None = None,
     rtc: bool = True,
     trials: int = 3,
@@ -107,6 +107,8 @@ def export_policy(
     was_training = model.training
     model.eval().to("cpu")
     precision = "fp16" if fp16 else "int8" if int8 else "fp32"
+    if history is None:  # the observation window the policy was trained on
+        history = int(getattr(model.config, "n_obs_steps", 1) or 1)
     layout_options = dict(tasks=list(tasks), cameras=cameras, image_size=image_size, history=history,
                           max_task_tokens=max_task_tokens, rtc=rtc)  # fmt: skip
     check = Check(trials, tolerance, seed)

@@ -94,9 +94,13 @@ class ClosedLoopReport:
 class _PrecomputedChunk(PolicyInterface):
     """What each runtime calls: hands out the chunk the evaluator computed in the batched pass."""
 
-    def __init__(self, action_dim: int, chunk_size: int) -> None:
-        self._action_dim, self._chunk_size = action_dim, chunk_size
+    def __init__(self, action_dim: int, chunk_size: int, obs_horizon: int = 1) -> None:
+        self._action_dim, self._chunk_size, self._obs_horizon = action_dim, chunk_size, obs_horizon
         self.chunk: np.ndarray | None = None
+
+    @property
+    def obs_horizon(self) -> int:
+        return self._obs_horizon
 
     @property
     def action_dim(self) -> int:
@@ -224,7 +228,7 @@ def evaluate_closed_loop(
             envs_cache[key] = make_env(name, **({**kwargs, "render": True} if video else kwargs))
         slot.env, slot.env_name, slot.job = envs_cache[key], name, (name, episode_seed, video)
         slot.clock = SimClock()
-        slot.proxy = _PrecomputedChunk(policy.action_dim, policy.chunk_size)
+        slot.proxy = _PrecomputedChunk(policy.action_dim, policy.chunk_size, int(getattr(policy, "obs_horizon", 1)))
         config = RuntimeConfig(control_hz=float(slot.env.fps), mode="sync", n_action_steps=n_action_steps)
         slot.runtime = PolicyRuntime(slot.proxy, sim_safety_layer(slot.env, slot.clock), config, clock=slot.clock, task=slot.env.task)
         slot.observation, _ = slot.env.reset(seed=episode_seed)
@@ -249,7 +253,7 @@ def evaluate_closed_loop(
             active = [s for s in slots if s.job]
             needing = [s for s in active if s.runtime.needs_inference]
             if needing:
-                observations = [s.observation for s in needing]
+                observations = [s.runtime.policy_input(s.observation) for s in needing]
                 # Video episodes render images the others lack: a batch carries the keys all of them have.
                 keys = sorted(set.intersection(*(set(o) for o in observations)))
                 keys = [k for k in keys if k.startswith("observation.")]
