@@ -8,6 +8,9 @@ os.environ.setdefault("MKL_NUM_THREADS", "1")
 os.environ.setdefault("LIBROBOT_PROGRESS", "0")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# tests import metaworld/mujoco directly: choose headless rendering before any of them does
+if not os.environ.get("DISPLAY"):
+    os.environ.setdefault("MUJOCO_GL", "egl")
 
 import importlib.util
 import re

@@ -205,3 +205,29 @@ def test_triton_loads_after_software_gl_rendering():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0 and "ok" in out.stdout, out.stderr[-2000:]
+
+
+@pytest.mark.parametrize("first", ["mujoco", "librobot.robots.sim"])
+def test_headless_rendering_when_mujoco_is_imported_first_or_not(first):
+    """MuJoCo fixes its GL backend at import: imported before MUJOCO_GL is chosen, rendering cannot
+    work headless and the error says how to fix it; importing librobot.robots.sim first just works."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        f"import {first}\n"
+        "from librobot.robots.sim.api import make_env\n"
+        "env = make_env('metaworld-reach', render=True, image_size=32)\n"
+        "try:\n"
+        "    obs, _ = env.reset(seed=0)\n"
+        "    print('rendered', float(obs['observation.images.corner2'].std()) > 0, flush=True)\n"
+        "except Exception as exc:\n"
+        "    print(type(exc).__name__, exc, flush=True)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("MUJOCO_GL", "PYOPENGL_PLATFORM", "DISPLAY")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
+    if first == "mujoco":
+        assert "ConfigError" in out.stdout and "MUJOCO_GL=egl" in out.stdout, out.stdout + out.stderr[-2000:]
+    else:
+        assert "rendered True" in out.stdout, out.stdout + out.stderr[-2000:]

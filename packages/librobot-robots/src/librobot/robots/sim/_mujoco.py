@@ -6,6 +6,7 @@ import os
 import sys
 from typing import Any
 
+from librobot.core.errors import ConfigError
 from librobot.core.extras import require
 
 
@@ -37,7 +38,18 @@ def make_renderer(model: Any, height: int, width: int) -> Any:
     model.vis.quality.offsamples = 0
     model.vis.global_.offwidth = max(int(model.vis.global_.offwidth), width)
     model.vis.global_.offheight = max(int(model.vis.global_.offheight), height)
-    return mujoco.Renderer(model, height=height, width=width)
+    try:
+        return mujoco.Renderer(model, height=height, width=width)
+    except Exception as exc:
+        from librobot.robots import sim
+
+        if sim.GL_CHOSEN_AFTER_MUJOCO_IMPORT:  # MUJOCO_GL was set after mujoco chose its backend
+            raise ConfigError(
+                "MuJoCo was imported (by metaworld or your code) before MUJOCO_GL was set, so it cannot "
+                "render without a display: run with MUJOCO_GL=egl (or osmesa) in the environment, or "
+                "import librobot.robots.sim before mujoco/metaworld"
+            ) from exc
+        raise
 
 
 def camera_upside_down(model: Any, camera: str) -> bool:
