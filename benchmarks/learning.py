@@ -22,8 +22,14 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-TASKS = ["metaworld-reach", "metaworld-push", "metaworld-pick-place", "metaworld-door-open",
-         "metaworld-drawer-close", "metaworld-button-press"]
+TASKS = [
+    "metaworld-reach",
+    "metaworld-push",
+    "metaworld-pick-place",
+    "metaworld-door-open",
+    "metaworld-drawer-close",
+    "metaworld-button-press",
+]
 
 
 def ensure_dataset(path: Path, tasks: list[str], demos: int, images: bool) -> None:
@@ -33,7 +39,10 @@ def ensure_dataset(path: Path, tasks: list[str], demos: int, images: bool) -> No
         return
     kwargs = {"render": True, "image_size": 96} if images else {"render": False}
     summary = record_dataset(tasks, demos, path, env_kwargs=kwargs)
-    print(f"recorded {summary.episodes} demonstrations ({summary.frames} frames) in {summary.seconds:.0f} s", file=sys.stderr)
+    print(
+        f"recorded {summary.episodes} demonstrations ({summary.frames} frames) in {summary.seconds:.0f} s",
+        file=sys.stderr,
+    )
 
 
 def run_framework(name: str, args: argparse.Namespace, data: Path) -> dict:
@@ -56,16 +65,37 @@ def run_framework(name: str, args: argparse.Namespace, data: Path) -> dict:
         "logging.log_every_n_steps=200",
     ]
     _, raw = load_run_config(str(config), overrides)
-    started = time.perf_counter()
-    result = train_from_config(raw, configure_logs=False)
-    train_seconds = time.perf_counter() - started
-    if result.step < args.steps:  # stopped early (a signal): a partial run is no result
-        raise SystemExit(f"{name}: training stopped at step {result.step} of {args.steps}; no result written")
+    previous = None
+    if args.evaluate_only:  # re-evaluate a finished run: its training figures come from its result line
+        previous = _previous_row(Path(args.out), name, args)
+        if not (run_dir / "policy").is_dir():
+            raise SystemExit(f"{name}: --evaluate-only needs a trained policy in {run_dir / 'policy'}")
+        train = {k: previous[k] for k in ("train_seconds", "train_samples_per_s", "final_train_loss", "val_loss")}
+        step = previous["steps"]
+    else:
+        started = time.perf_counter()
+        result = train_from_config(raw, configure_logs=False)
+        train_seconds = time.perf_counter() - started
+        if result.step < args.steps:  # stopped early (a signal): a partial run is no result
+            raise SystemExit(f"{name}: training stopped at step {result.step} of {args.steps}; no result written")
+        step = result.step
+        train = {
+            "train_seconds": round(train_seconds, 1),
+            "train_samples_per_s": round(result.step * args.batch_size / train_seconds, 1),
+            "final_train_loss": result.train_metrics.get("train/loss"),
+            "val_loss": result.eval_metrics.get("val/loss"),
+        }
     policy = TorchPolicy.from_pretrained(run_dir / "policy")
     model = policy.model
     env_kwargs = {"render": True, "image_size": 96} if args.images else {"render": False}
-    report = evaluate_closed_loop(policy, args.tasks, args.episodes, num_envs=args.num_envs,
-                                  n_action_steps=args.n_action_steps, env_kwargs=env_kwargs)
+    report = evaluate_closed_loop(
+        policy,
+        args.tasks,
+        args.episodes,
+        num_envs=args.num_envs,
+        n_action_steps=args.n_action_steps,
+        env_kwargs=env_kwargs,
+    )
     text = ["reach the goal"]
     state = torch.zeros(1, model.state_dim) if model.state_dim else None
     images = {c: torch.rand(1, 3, 96, 96) for c in (model.config.cameras or [])} or None
@@ -78,26 +108,70 @@ def run_framework(name: str, args: argparse.Namespace, data: Path) -> dict:
     return {
         "framework": name,
         "observations": "state+image96" if args.images else "state",
-        "steps": result.step,
+        "steps": step,
         "batch_size": args.batch_size,
-        "train_seconds": round(train_seconds, 1),
-        "train_samples_per_s": round(result.step * args.batch_size / train_seconds, 1),
-        "final_train_loss": result.train_metrics.get("train/loss"),
-        "val_loss": result.eval_metrics.get("val/loss"),
+        **train,
         "parameters": model.get_num_parameters(),
         "trainable_parameters": model.get_num_parameters(trainable_only=True),
         "predict_ms_batch1": round(1e3 * sorted(latencies)[len(latencies) // 2], 2),
         "success_mean": report.success_rate,
         "success_ci95": list(report.ci95),
-        "per_task": {env: {"success": s.success_rate, "ci95": list(s.ci95), "episodes": s.episodes,
-                           "mean_length": s.mean_length} for env, s in per_env.items()},
+        "per_task": {
+            env: {"success": s.success_rate, "ci95": list(s.ci95), "episodes": s.episodes, "mean_length": s.mean_length}
+            for env, s in per_env.items()
+        },
         "eval_seconds": round(report.seconds, 1),
         "eval_env_steps_per_s": round(report.env_steps / max(report.seconds, 1e-9), 1),
+        "obs_horizon": policy.obs_horizon,
+        **({"evaluated_again": True} if previous else {}),
     }
+
+
+def _previous_row(out: Path, name: str, args: argparse.Namespace) -> dict:
+    """The last result line of ``name`` with these observations and steps (to re-evaluate it)."""
+    observations = "state+image96" if args.images else "state"
+    rows = (
+        [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines() if line.strip()]
+        if out.is_file()
+        else []
+    )
+    rows = [
+        r for r in rows if r["framework"] == name and r["observations"] == observations and r["steps"] == args.steps
+    ]
+    if not rows:
+        raise SystemExit(
+            f"{name}: --evaluate-only found no earlier {observations} result with {args.steps} steps in {out}"
+        )
+    return rows[-1]
+
+
+def markdown_table(path: Path) -> str:
+    """A markdown table of a results file: the latest line per (framework, observations, steps)."""
+    latest: dict[tuple, dict] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            row = json.loads(line)
+            latest[(row["framework"], row["observations"], row["steps"])] = row
+    tasks = list(dict.fromkeys(t for r in latest.values() for t in r["per_task"]))
+    head = ["framework", "obs", "steps", "mean success [95% CI]", *(t.removeprefix("metaworld-") for t in tasks)]
+    head += ["train s", "samples/s", "predict b1 ms"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in sorted(latest.values(), key=lambda r: (r["observations"], -r["success_mean"])):
+        lo, hi = r["success_ci95"]
+        cells = [r["framework"], r["observations"], str(r["steps"])]
+        cells.append(f"{100 * r['success_mean']:.1f}% [{100 * lo:.0f}, {100 * hi:.0f}]")
+        cells += [f"{100 * r['per_task'][t]['success']:.0f}%" if t in r["per_task"] else "-" for t in tasks]
+        cells += [f"{r['train_seconds']:.0f}", f"{r['train_samples_per_s']:.0f}", f"{r['predict_ms_batch1']:.0f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def main() -> int:
     from librobot.models import list_vlas
+
+    if sys.argv[1:2] == ["--table"]:  # python benchmarks/learning.py --table results.jsonl
+        print(markdown_table(Path(sys.argv[2])))
+        return 0
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--frameworks", nargs="+", default=None, help="default: every registered framework")
@@ -110,6 +184,11 @@ def main() -> int:
     parser.add_argument("--n-action-steps", type=int, default=8)
     parser.add_argument("--images", action="store_true", help="96x96 camera observations as well as the state")
     parser.add_argument("--data", default=None, help="dataset folder (recorded when missing)")
+    parser.add_argument(
+        "--evaluate-only",
+        action="store_true",
+        help="evaluate the policies already trained in --runs again (training figures from --out's earlier lines)",
+    )
     parser.add_argument("--runs", default="runs/learning")
     parser.add_argument("--out", default="benchmarks/results/learning.jsonl")
     args = parser.parse_args()
@@ -118,17 +197,25 @@ def main() -> int:
     ensure_dataset(data, args.tasks, args.demos, args.images)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    machine = {"cpu_count": os.cpu_count(), "platform": platform.platform(), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
-               "MALLOC_MMAP_MAX_": os.environ.get("MALLOC_MMAP_MAX_"), "demos_per_task": args.demos}
+    machine = {
+        "cpu_count": os.cpu_count(),
+        "platform": platform.platform(),
+        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
+        "MALLOC_MMAP_MAX_": os.environ.get("MALLOC_MMAP_MAX_"),
+        "demos_per_task": args.demos,
+    }
     rows = []
     for name in frameworks:
         row = {**run_framework(name, args, data), "machine": machine}
         rows.append(row)
         with open(out, "a", encoding="utf-8") as handle:
             handle.write(json.dumps(row) + "\n")
-        print(f"{name:<12} success {100 * row['success_mean']:5.1f}% "
-              f"[{100 * row['success_ci95'][0]:.0f}, {100 * row['success_ci95'][1]:.0f}]  "
-              f"train {row['train_seconds']:.0f} s ({row['train_samples_per_s']:.0f} samples/s)", file=sys.stderr)
+        print(
+            f"{name:<12} success {100 * row['success_mean']:5.1f}% "
+            f"[{100 * row['success_ci95'][0]:.0f}, {100 * row['success_ci95'][1]:.0f}]  "
+            f"train {row['train_seconds']:.0f} s ({row['train_samples_per_s']:.0f} samples/s)",
+            file=sys.stderr,
+        )
     print(json.dumps(rows, indent=2))
     return 0
 
