@@ -55,6 +55,7 @@ def test_both_transports_serve_the_policys_chunk_with_timing_and_metadata(server
     policy = servers["plain"][0]
     for kind, client in _clients(servers["plain"]).items():
         assert client.action_dim == 4 and client.chunk_size == 16 and not client.supports_rtc
+        assert client.obs_horizon == 1 and client.info["obs_horizon"] == 1  # sent, not defaulted
         assert set(client.known_tasks) == set(TASKS) and list(client.input_features) == ["observation.state"]
         chunk = client.predict_chunk(_obs(3), "sweep the floor")
         np.testing.assert_allclose(chunk, policy.predict_chunk(_obs(3)), rtol=1e-5, atol=1e-5)

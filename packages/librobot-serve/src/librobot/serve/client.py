@@ -115,6 +115,11 @@ class _RemotePolicy(PolicyInterface):
         return int(self.info["chunk_size"])
 
     @property
+    def obs_horizon(self) -> int:
+        """T_obs the served policy reads: a PolicyRuntime driving this client sends windows of it."""
+        return int(self.info.get("obs_horizon", 1))
+
+    @property
     def supports_rtc(self) -> bool:
         return bool(self.info["supports_rtc"])
 

@@ -115,6 +115,7 @@ class PolicyService:
             "policy": type(self.policy).__name__,
             "action_dim": self.action_dim,
             "chunk_size": self.horizon,
+            "obs_horizon": int(getattr(self.policy, "obs_horizon", 1) or 1),
             "supports_rtc": self.rtc,
             "known_tasks": list(self.tasks) if self.tasks else None,
             "input_features": [f.to_dict() for f in self.features.values()] if self.features else None,
