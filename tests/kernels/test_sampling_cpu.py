@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import librobot.kernels as K
+from librobot.core.errors import SpecError
 from librobot.kernels import reference as R
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16, "float64": torch.float64}
@@ -108,6 +109,34 @@ def test_broadcast_inputs_fall_back_to_the_reference():
     torch.testing.assert_close(K.euler_step(x, v, 0.1), x + 0.1 * v)
     with pytest.raises(K.NoBackendError, match="differ in shape"):
         K.euler_step(x, v, 0.1, backend="cpu")
+
+
+def test_the_direct_cpu_path_equals_the_dispatched_cpu_backend_and_steps_aside(seed, monkeypatch):
+    """Plain CPU tensors skip the dispatcher's bookkeeping: same bits as backend='cpu'; autograd,
+    a forced backend and mismatched shapes still take the full dispatch."""
+    g = torch.Generator().manual_seed(seed)
+    x, e, z, w = (torch.randn(3, 50, 32, generator=g) for _ in range(4))
+    acp = dict(acp_t=0.35, acp_prev=0.6)
+    pairs = [
+        (lambda **k: K.euler_step(x, e, -0.1, **k)),
+        (lambda **k: K.heun_step(x, e, z, -0.1, **k)),
+        (lambda **k: K.edm_euler_step(x, e, 2.0, 1.0, **k)[0]),
+        (lambda **k: K.edm_heun_step(x, e, z, w, 2.0, 1.0, **k)),
+        (lambda **k: K.ddpm_step(x, e, z, **acp, **k)),
+        (lambda **k: K.ddim_step(x, e, z, **acp, eta=0.5, **k)),
+    ]
+    for i, step in enumerate(pairs):
+        assert torch.equal(step(), step(backend="cpu")), i
+    out = torch.full_like(x, float("nan"))
+    assert K.euler_step(x, e, -0.1, out=out) is out and torch.equal(out, K.euler_step(x, e, -0.1, backend="cpu"))
+    leaf = x.clone().requires_grad_()
+    K.euler_step(leaf, e, -0.1).sum().backward()  # the reference runs under autograd
+    torch.testing.assert_close(leaf.grad, torch.ones_like(x))
+    with pytest.raises(SpecError, match="out must be"):
+        K.euler_step(x, e, -0.1, out=torch.empty(3, 50, 31))
+    monkeypatch.setenv(K.ENV_BACKEND, "cuda")
+    with pytest.raises(K.NoBackendError, match="forced by the environment variable"):
+        K.euler_step(x, e, -0.1)
 
 
 # ----------------------------------------------------------------------------------- loops
