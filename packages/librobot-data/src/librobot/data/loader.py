@@ -131,7 +131,7 @@ class WindowLoader(DataLoader):
     """``DataLoader(dataset, ...)`` for a ``WindowDataset``, images handed over in reused shared
     memory (see the module's text). Same arguments as DataLoader except ``collate_fn`` (the dataset
     collates) and ``persistent_workers`` (each iterator owns its slots). ``slots_per_worker``
-    (default ``prefetch_factor + 2``) bounds the memory: slots x batch x one sample's images.
+    (default ``prefetch_factor + 2``, 3 without workers) bounds the memory: slots x batch x one sample's images.
 
     Datasets whose samples need per-sample image tensors (an image transform, a normaliser with
     image statistics) or that have no images are loaded the ordinary way.
@@ -147,7 +147,10 @@ class WindowLoader(DataLoader):
             raise ConfigError(f"WindowLoader needs a batch_size >= 1, got {batch_size}")
         self.window_dataset = dataset
         self.fast = bool(getattr(dataset, "batched_images", False)) and bool(getattr(dataset, "image_keys", None))
-        self.slots_per_worker = slots_per_worker or (kwargs.get("prefetch_factor") or 2) + 2
+        # in flight per worker: its prefetched batches, plus the one or two its consumer holds;
+        # loading in the main process: the batch being built and the one or two being used
+        prefetch = (kwargs.get("prefetch_factor") or 2) if kwargs.get("num_workers") else 1
+        self.slots_per_worker = slots_per_worker or prefetch + 2
         wrapped = BatchedWindows(dataset) if self.fast else dataset
         super().__init__(wrapped, batch_size, collate_fn=_keep_batch if self.fast else None, **kwargs)
 
