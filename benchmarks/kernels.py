@@ -297,19 +297,29 @@ def main() -> None:
     parser.add_argument("--out", help="also write the JSON here")
     parser.add_argument("--quick", action="store_true", help="fewer shapes and shorter timing (smoke run)")
     parser.add_argument("--budget", type=float, default=None, help="seconds of timing per figure")
+    parser.add_argument(
+        "--sections", nargs="+", default=["attention", "sampling", "gpu"], choices=["attention", "sampling", "gpu"]
+    )
     args = parser.parse_args()
     quick = args.quick
     budget = args.budget or (0.3 if quick else 1.5)
     report = {"environment": environment(), "timing": "median (and min) over interleaved rounds, seconds per call"}
-    report["cpu_attention"] = cpu_attention(
-        batches=(1,) if quick else (1, 8),
-        prefixes=(256,) if quick else (256, 1024),
-        dims=(64,) if quick else (64, 128, 256),
-        budget=budget,
-        threads_list=(1, 2),
+    report["cpu_attention"] = (
+        cpu_attention(
+            batches=(1,) if quick else (1, 8),
+            prefixes=(256,) if quick else (256, 1024),
+            dims=(64,) if quick else (64, 128, 256),
+            budget=budget,
+            threads_list=(1, 2),
+        )
+        if "attention" in args.sections
+        else []
     )
-    report["cpu_sampling"] = cpu_sampling(batches=(1, 8) if quick else (1, 2, 4, 8), budget=budget / 3)
-    report["gpu"] = gpu_section(budget)
+    sampling = "sampling" in args.sections
+    report["cpu_sampling"] = (
+        cpu_sampling(batches=(1, 8) if quick else (1, 2, 4, 8), budget=budget / 3) if sampling else []
+    )
+    report["gpu"] = gpu_section(budget) if "gpu" in args.sections else {"measured": False, "why": "section not run"}
     att = report["cpu_attention"]
     report["summary"] = {
         "attention_cases": len(att),
