@@ -14,7 +14,7 @@ import warnings
 
 import numpy as np
 import pytest
-from test_export_helpers import TASKS, A, action_scale, observation, save_policy
+from test_export_helpers import TASKS, A, S, action_scale, observation, save_policy
 
 from librobot.models import list_vlas
 from librobot.serve.export import export_policy
@@ -44,11 +44,12 @@ def test_onnx_export_matches_torch_on_fresh_inputs_and_noise(exported):
     assert report["parity_fp32_vs_torch"]["max_abs_normalized"] <= TOL  # measured at export, every task
 
     onnx, torch_policy = OnnxPolicy(result.path), TorchPolicy.from_pretrained(folder)
+    assert onnx.obs_horizon == torch_policy.obs_horizon == result.layout.history  # the training window
     assert set(onnx.known_tasks) == set(TASKS) and onnx.chunk_size == torch_policy.chunk_size and onnx.action_dim == A
     rng = np.random.default_rng(1234)
     chunks = []
     for i in range(4):
-        obs, task = observation(rng), TASKS[i % 2]
+        obs, task = observation(rng, onnx.obs_horizon), TASKS[i % 2]
         kwargs = {}
         if onnx.spec.noise is not None:
             kwargs["noise"] = rng.standard_normal(tuple(onnx.spec.noise["shape"])).astype(np.float32)
@@ -103,8 +104,12 @@ def test_torchscript_export_matches_torch(exported, tmp_path):
         module = torch.jit.load(str(result.path / "policy.pt"))
     torch_policy = TorchPolicy.from_pretrained(folder)
     rng = np.random.default_rng(7)
-    obs, task = observation(rng), TASKS[1]
-    feeds = {"state": obs["observation.state"][None, None], "image_front": obs["observation.images.front"][None, None]}
+    history = result.layout.history
+    obs, task = observation(rng, history), TASKS[1]
+    feeds = {
+        "state": obs["observation.state"].reshape(1, history, S),
+        "image_front": obs["observation.images.front"].reshape(1, history, *obs["observation.images.front"].shape[-3:]),
+    }
     ids = result.layout.task.table[task]
     feeds["task_ids"] = np.zeros((1, result.layout.task.length), np.int64) + result.layout.task.pad_id
     feeds["task_ids"][0, : len(ids)] = ids

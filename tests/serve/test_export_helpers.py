@@ -62,12 +62,14 @@ def save_policy(name: str, directory: Path, **overrides) -> Path:
     return build(name, **overrides).save_pretrained(directory)
 
 
-def observation(rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """One frame as a robot sends it: state [S], image [3, H, W] in [0, 1]."""
+def observation(rng: np.random.Generator, history: int = 1) -> dict[str, np.ndarray]:
+    """One frame as a robot sends it: state [S], image [3, H, W] in [0, 1]; with ``history`` > 1 a
+    window of that many frames ([T, S], [T, 3, H, W]), as a runtime sends policies trained on one."""
     size = TINY_VLM["image_size"]
+    lead = (history,) if history > 1 else ()
     return {
-        "observation.state": rng.normal(size=S).astype(np.float32) * 2.0,
-        "observation.images.front": rng.random((3, size, size), dtype=np.float32),
+        "observation.state": rng.normal(size=(*lead, S)).astype(np.float32) * 2.0,
+        "observation.images.front": rng.random((*lead, 3, size, size), dtype=np.float32),
     }
 
 
