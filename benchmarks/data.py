@@ -2,13 +2,13 @@
 
 Both datasets hold the same generated episodes (two cameras, states, actions). Each sample is a
 training window: T_obs observation frames per camera plus an action chunk of horizon H, drawn at
-random (a seeded RandomSampler) through a torch DataLoader with 0 and 2 workers. "frames/s" counts
-samples (training frames with their history and chunk) per second after a warm-up batch. Modes:
-"float32" (each sample converted to the contract's float [0, 1]), "float32_fused_collate" (uint8
-samples converted while stacking the batch: one write instead of two), "uint8" (float conversion
-left to the device), and "direct_getitem_uint8" (plain dataset[i] calls, no DataLoader: the cost of
-data access alone). Store and video are measured in alternating rounds (medians reported) because
-this machine is shared and its load varies.
+random (a seeded RandomSampler) with 0 and 2 workers, through torch's DataLoader ("torch") and
+through librobot's WindowLoader ("window": a DataLoader whose batches' images are read in place
+into reused shared memory; both datasets get it). "frames/s" counts samples (training frames with
+their history and chunk) per second after a warm-up batch. Image modes: "float32" (the contract's
+float [0, 1]) and "uint8" (float conversion left to the device); "direct_getitem_uint8" is plain
+dataset[i] calls, no DataLoader: the cost of data access alone. Store and video are measured in
+alternating rounds (medians reported) because this machine is shared and its load varies.
 
 The LeRobot side uses LeRobot's default encoding (AV1 via libsvtav1, crf 30, a keyframe every 2
 frames, yuv420p) unless --codec says otherwise, keeps its numeric columns in memory as LeRobot
@@ -40,8 +40,9 @@ import torch
 from torch.utils.data import DataLoader, RandomSampler
 
 from librobot.data.convert import convert
-from librobot.data.dataset import StoreDataset, float_collate
+from librobot.data.dataset import StoreDataset
 from librobot.data.dataset_lerobot import LeRobotVideoDataset
+from librobot.data.loader import WindowLoader
 from librobot.data.store import write_episodes
 from librobot.data.store.layout import dir_size
 from librobot.data.synthetic import synthetic_episodes
@@ -52,7 +53,7 @@ def _cpu_seconds() -> float:
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
-def measure(dataset, *, workers: int, batch_size: int, batches: int, seed: int, collate=None) -> tuple[float, float]:
+def measure(dataset, *, loader: str, workers: int, batch_size: int, batches: int, seed: int) -> tuple[float, float]:
     """(samples per wall second after a warm-up batch, samples per CPU second of every process).
 
     CPU time counts the main process and the workers (their usage is collected when they exit at
@@ -61,9 +62,9 @@ def measure(dataset, *, workers: int, batch_size: int, batches: int, seed: int, 
     sampler = RandomSampler(
         dataset, replacement=True, num_samples=batch_size * (batches + 1), generator=torch.Generator().manual_seed(seed)
     )
-    loader = DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers, collate_fn=collate)
+    make = WindowLoader if loader == "window" else DataLoader
     cpu = _cpu_seconds()
-    it = iter(loader)
+    it = iter(make(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers))
     first = len(next(it)["task"])
     started = time.perf_counter()
     count = sum(len(batch["task"]) for batch in it)  # exhausting the iterator also joins the workers
@@ -105,7 +106,8 @@ def main() -> None:
     parser.add_argument("--video-batches", type=int, default=8)
     parser.add_argument("--codec", default="lerobot", choices=["lerobot", "h264", "lossless"])
     parser.add_argument("--workers", type=int, nargs="*", default=[0, 2])
-    parser.add_argument("--modes", nargs="*", default=["float32", "float32_fused_collate", "uint8"])
+    parser.add_argument("--modes", nargs="*", default=["float32", "uint8"], choices=["float32", "uint8"])
+    parser.add_argument("--loaders", nargs="*", default=["torch", "window"], choices=["torch", "window"])
     parser.add_argument("--rounds", type=int, default=3, help="alternating store/video rounds; medians reported")
     parser.add_argument("--dir", help="keep the datasets here (default: a temporary folder)")
     parser.add_argument("--out", help="also write the JSON here")
@@ -151,35 +153,31 @@ def main() -> None:
         )
     )
     # Store and video are measured alternately, round by round, so both see the same machine load.
-    modes = {
-        "float32": ("float32", None),  # the dataset converts each sample to float
-        "float32_fused_collate": ("uint8", float_collate),  # uint8 samples, float conversion while stacking
-        "uint8": ("uint8", None),  # float conversion left to the device
-    }
     results: dict[str, dict] = {}
     speedup: dict[str, dict] = {}
     for mode in args.modes:
-        image_dtype, collate = modes[mode]
-        store_ds = StoreDataset(store_path, image_dtype=image_dtype, **window)
-        video_ds = LeRobotVideoDataset(lerobot_path, image_dtype=image_dtype, **window)
-        results[mode], speedup[mode] = {}, {}
-        for workers in args.workers:
-            store_rates, video_rates = [], []
-            for r in range(args.rounds):
-                common = {
-                    "workers": workers,
-                    "batch_size": args.batch_size,
-                    "seed": 100 * r + workers,
-                    "collate": collate,
+        store_ds = StoreDataset(store_path, image_dtype=mode, **window)
+        video_ds = LeRobotVideoDataset(lerobot_path, image_dtype=mode, **window)
+        for loader in args.loaders:
+            name = f"{mode}/{loader}"
+            results[name], speedup[name] = {}, {}
+            for workers in args.workers:
+                store_rates, video_rates = [], []
+                for r in range(args.rounds):
+                    common = {
+                        "loader": loader,
+                        "workers": workers,
+                        "batch_size": args.batch_size,
+                        "seed": 100 * r + workers,
+                    }
+                    store_rates.append(measure(store_ds, batches=args.store_batches, **common))
+                    video_rates.append(measure(video_ds, batches=args.video_batches, **common))
+                key = f"workers={workers}"
+                results[name][key] = {"store": summarize(store_rates), "lerobot_video": summarize(video_rates)}
+                speedup[name][key] = {
+                    "wall": ratio(store_rates, video_rates, 0),
+                    "per_cpu_s": ratio(store_rates, video_rates, 1),
                 }
-                store_rates.append(measure(store_ds, batches=args.store_batches, **common))
-                video_rates.append(measure(video_ds, batches=args.video_batches, **common))
-            key = f"workers={workers}"
-            results[mode][key] = {"store": summarize(store_rates), "lerobot_video": summarize(video_rates)}
-            speedup[mode][key] = {
-                "wall": ratio(store_rates, video_rates, 0),
-                "per_cpu_s": ratio(store_rates, video_rates, 1),
-            }
     direct_store = StoreDataset(store_path, image_dtype="uint8", **window)
     direct_video = LeRobotVideoDataset(lerobot_path, image_dtype="uint8", **window)
     store_rates, video_rates = [], []
