@@ -107,7 +107,7 @@ def run_framework(name: str, args: argparse.Namespace, data: Path) -> dict:
     per_env = report.per_env()
     return {
         "framework": name,
-        "observations": "state+image96" if args.images else "state",
+        "observations": observations(args),
         "steps": step,
         "batch_size": args.batch_size,
         **train,
@@ -127,31 +127,29 @@ def run_framework(name: str, args: argparse.Namespace, data: Path) -> dict:
     }
 
 
+def observations(args: argparse.Namespace) -> str:
+    return "state+image96" if args.images else "state"
+
+
+def read_rows(path: Path) -> list[dict]:
+    """The result lines of a results file, oldest first (none when it does not exist)."""
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
 def _previous_row(out: Path, name: str, args: argparse.Namespace) -> dict:
     """The last result line of ``name`` with these observations and steps (to re-evaluate it)."""
-    observations = "state+image96" if args.images else "state"
-    rows = (
-        [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines() if line.strip()]
-        if out.is_file()
-        else []
-    )
-    rows = [
-        r for r in rows if r["framework"] == name and r["observations"] == observations and r["steps"] == args.steps
-    ]
+    kind = observations(args)
+    rows = [r for r in read_rows(out) if (r["framework"], r["observations"], r["steps"]) == (name, kind, args.steps)]
     if not rows:
-        raise SystemExit(
-            f"{name}: --evaluate-only found no earlier {observations} result with {args.steps} steps in {out}"
-        )
+        raise SystemExit(f"{name}: --evaluate-only found no earlier {kind} result with {args.steps} steps in {out}")
     return rows[-1]
 
 
 def markdown_table(path: Path) -> str:
     """A markdown table of a results file: the latest line per (framework, observations, steps)."""
-    latest: dict[tuple, dict] = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            row = json.loads(line)
-            latest[(row["framework"], row["observations"], row["steps"])] = row
+    latest = {(r["framework"], r["observations"], r["steps"]): r for r in read_rows(path)}
     tasks = list(dict.fromkeys(t for r in latest.values() for t in r["per_task"]))
     head = ["framework", "obs", "steps", "mean success [95% CI]", *(t.removeprefix("metaworld-") for t in tasks)]
     head += ["train s", "samples/s", "predict b1 ms"]
@@ -168,10 +166,6 @@ def markdown_table(path: Path) -> str:
 
 def main() -> int:
     from librobot.models import list_vlas
-
-    if sys.argv[1:2] == ["--table"]:  # python benchmarks/learning.py --table results.jsonl
-        print(markdown_table(Path(sys.argv[2])))
-        return 0
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--frameworks", nargs="+", default=None, help="default: every registered framework")
@@ -191,7 +185,11 @@ def main() -> int:
     )
     parser.add_argument("--runs", default="runs/learning")
     parser.add_argument("--out", default="benchmarks/results/learning.jsonl")
+    parser.add_argument("--table", metavar="RESULTS", help="print a results file as a markdown table and exit")
     args = parser.parse_args()
+    if args.table:
+        print(markdown_table(Path(args.table)))
+        return 0
     frameworks = args.frameworks or list_vlas()
     data = Path(args.data or f"data/metaworld{len(args.tasks)}{'-images' if args.images else ''}")
     ensure_dataset(data, args.tasks, args.demos, args.images)

@@ -122,6 +122,12 @@ class BatchedWindows:
         return batch
 
 
+def reads_batches_in_place(dataset: Any) -> bool:
+    """Whether ``WindowLoader`` can read this dataset's batches straight into its slots: a window
+    dataset with images and no per-sample image work (transforms, image normalisation)."""
+    return bool(getattr(dataset, "batched_images", False)) and bool(getattr(dataset, "image_keys", None))
+
+
 def _keep_batch(batch: Any) -> Any:
     """The collate step of a loader whose dataset already returns batches."""
     return batch
@@ -141,12 +147,12 @@ class WindowLoader(DataLoader):
         self, dataset: Any, batch_size: int = 1, *, slots_per_worker: int | None = None, **kwargs: Any
     ) -> None:
         for name in ("collate_fn", "persistent_workers", "batch_sampler"):
-            if kwargs.get(name):
+            if kwargs.pop(name, None):
                 raise ConfigError(f"WindowLoader does not take {name}: use torch's DataLoader for that")
         if batch_size is None or batch_size < 1:
             raise ConfigError(f"WindowLoader needs a batch_size >= 1, got {batch_size}")
         self.window_dataset = dataset
-        self.fast = bool(getattr(dataset, "batched_images", False)) and bool(getattr(dataset, "image_keys", None))
+        self.fast = reads_batches_in_place(dataset)
         # in flight per worker: its prefetched batches, plus the one or two its consumer holds;
         # loading in the main process: the batch being built and the one or two being used
         prefetch = (kwargs.get("prefetch_factor") or 2) if kwargs.get("num_workers") else 1

@@ -84,6 +84,11 @@ def supports_rtc(policy: Any) -> bool:
     return bool(getattr(policy, "supports_rtc", False))
 
 
+def obs_horizon(policy: Any) -> int:
+    """T_obs: observation frames per request (1 for policies that do not say)."""
+    return int(getattr(policy, "obs_horizon", 1) or 1)
+
+
 def supports_batch(policy: Any) -> bool:
     return callable(getattr(policy, "predict_chunks", None))
 

@@ -33,7 +33,7 @@ from librobot.core.logging import get_logger
 from librobot.serve.chunking import TemporalEnsembler, align_chunk
 from librobot.serve.clock import Clock, MonotonicClock
 from librobot.serve.history import ObservationHistory
-from librobot.serve.protocols import Actuated, as_safety_filter, supports_rtc
+from librobot.serve.protocols import Actuated, as_safety_filter, obs_horizon, supports_rtc
 from librobot.serve.rtc import SCHEDULES, prefix_weights
 from librobot.serve.stats import LatencyRecorder
 
@@ -107,9 +107,8 @@ class PolicyRuntime(PolicyRuntimeInterface):
         self.safety = as_safety_filter(safety)
         self.horizon = int(policy.chunk_size)
         self.action_dim = int(policy.action_dim)
-        steps = int(getattr(policy, "obs_horizon", 1) or 1)
         # a policy trained on windows of T_obs frames gets the same windows here
-        self.history = ObservationHistory(steps) if steps > 1 else None
+        self.history = ObservationHistory(obs_horizon(policy)) if obs_horizon(policy) > 1 else None
         config.check(self.horizon)
         if config.mode == "rtc" and not supports_rtc(policy):
             raise ConfigError(

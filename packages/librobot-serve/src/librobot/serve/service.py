@@ -23,7 +23,7 @@ from librobot.serve.auth import TokenAuth
 from librobot.serve.batching import BatchItem, DynamicBatcher
 from librobot.serve.errors import DeadlineExceededError, OverloadedError, RequestError
 from librobot.serve.metrics import ServerMetrics
-from librobot.serve.protocols import input_features, known_tasks, supports_batch, supports_rtc
+from librobot.serve.protocols import input_features, known_tasks, obs_horizon, supports_batch, supports_rtc
 from librobot.serve.rtc import pad_prefix
 from librobot.serve.validation import check_finite_arrays, check_observation, check_task
 from librobot.serve.wire import PredictRequest
@@ -115,7 +115,7 @@ class PolicyService:
             "policy": type(self.policy).__name__,
             "action_dim": self.action_dim,
             "chunk_size": self.horizon,
-            "obs_horizon": int(getattr(self.policy, "obs_horizon", 1) or 1),
+            "obs_horizon": obs_horizon(self.policy),
             "supports_rtc": self.rtc,
             "known_tasks": list(self.tasks) if self.tasks else None,
             "input_features": [f.to_dict() for f in self.features.values()] if self.features else None,

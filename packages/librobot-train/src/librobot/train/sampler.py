@@ -171,6 +171,14 @@ class SeededDataset(Dataset[Any]):
         return samples
 
 
+def _reads_batches_in_place(dataset: Any) -> bool:
+    if not hasattr(dataset, "batched_images"):  # not a librobot-data window dataset
+        return False
+    from librobot.data.loader import reads_batches_in_place
+
+    return reads_batches_in_place(dataset)
+
+
 def is_iterable(dataset: Any) -> bool:
     return isinstance(dataset, IterableDataset)
 
@@ -204,12 +212,7 @@ class DataStream:
         self.iterable = is_iterable(dataset)
         # window datasets with images and no per-sample randomness load whole batches into reused
         # shared memory (librobot.data.loader); they need no per-sample seeds
-        self.batched = (
-            not self.iterable
-            and collate_fn is None
-            and bool(getattr(dataset, "batched_images", False))
-            and bool(getattr(dataset, "image_keys", None))
-        )
+        self.batched = not self.iterable and collate_fn is None and _reads_batches_in_place(dataset)
         self.sampler: ResumableSampler | None = None
         if not self.iterable:
             if not hasattr(dataset, "__len__"):
@@ -236,18 +239,10 @@ class DataStream:
         generator = torch.Generator()
         generator.manual_seed(mix_seed(self.seed, self.epoch, 1))  # worker seeds; never touches the global RNG
         if self.batched:
-            from librobot.data.loader import WindowLoader
-
-            return WindowLoader(
-                dataset,
-                batch_size=self.batch_size,
-                sampler=sampler,
-                drop_last=True,
-                num_workers=self.num_workers,
-                pin_memory=self.pin_memory,
-                generator=generator,
-            )
-        return DataLoader(
+            from librobot.data.loader import WindowLoader as loader_class
+        else:
+            loader_class = DataLoader
+        return loader_class(
             dataset,
             batch_size=self.batch_size,
             sampler=sampler,

@@ -118,16 +118,20 @@ class ChunkReader:
         """Frames ``[start, stop)`` as a new array, or written into ``out`` (C-contiguous, that shape)."""
         if not 0 <= start <= stop <= self.shape[0]:
             raise IndexError(f"{self.dir}: frames [{start}, {stop}) out of range [0, {self.shape[0]})")
-        if out is None:
-            out = np.empty((stop - start, *self.shape[1:]), dtype=self.dtype)
-        elif out.shape != (stop - start, *self.shape[1:]) or out.dtype != self.dtype or not out.flags.c_contiguous:
+        if out is not None and (
+            out.shape != (stop - start, *self.shape[1:]) or out.dtype != self.dtype or not out.flags.c_contiguous
+        ):
             raise ValueError(
                 f"{self.dir}: out must be C-contiguous {self.dtype} of shape {(stop - start, *self.shape[1:])}, "
                 f"got {out.dtype} {out.shape}"
             )
         if not self.fast:
+            if out is None:
+                return self.read_reference(start, stop)
             out[...] = self.read_reference(start, stop)
             return out
+        if out is None:
+            out = np.empty((stop - start, *self.shape[1:]), dtype=self.dtype)
         size = self.chunk_shape[0]
         pos = start
         while pos < stop:

@@ -11,11 +11,10 @@ from librobot.core.extras import require
 
 
 def import_mujoco(extra: str = "librobot-robots[sim]") -> Any:
-    """Import mujoco, choosing headless EGL rendering on Linux without a display (must precede import)."""
-    if sys.platform.startswith("linux") and not os.environ.get("DISPLAY"):
-        os.environ.setdefault("MUJOCO_GL", "egl")
-        if os.environ["MUJOCO_GL"] == "osmesa":
-            os.environ.setdefault("PYOPENGL_PLATFORM", "osmesa")
+    """Import mujoco (headless EGL was chosen when ``librobot.robots.sim`` was imported); OSMesa,
+    when asked for, also needs PyOpenGL told before the import."""
+    if os.environ.get("MUJOCO_GL") == "osmesa":
+        os.environ.setdefault("PYOPENGL_PLATFORM", "osmesa")
     return require("mujoco", extra=extra, purpose="MuJoCo simulation")
 
 
@@ -32,7 +31,7 @@ def _load_triton_before_software_gl() -> None:
 
 def make_renderer(model: Any, height: int, width: int) -> Any:
     """An offscreen renderer; shadows and multisampling off first (5-15x faster in software GL)."""
-    mujoco = import_mujoco()  # (chooses MUJOCO_GL when unset)
+    mujoco = import_mujoco()
     _load_triton_before_software_gl()
     model.light_castshadow[:] = 0
     model.vis.quality.offsamples = 0

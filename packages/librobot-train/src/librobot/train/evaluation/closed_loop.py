@@ -200,6 +200,7 @@ def evaluate_closed_loop(
     chunk). The first ``videos_per_env`` episodes of each env are rendered to mp4 in ``video_dir``.
     """
     from librobot.robots.sim.api import make_env
+    from librobot.serve.protocols import obs_horizon, supports_batch
     from librobot.serve.runtime import PolicyRuntime, RuntimeConfig
     from librobot.train.record import expand_envs
 
@@ -210,7 +211,7 @@ def evaluate_closed_loop(
         raise ConfigError("videos_per_env > 0 needs a video_dir")
     kwargs = dict(env_kwargs or {})
     jobs = [(name, seed + 10_000 * i + k, k < videos_per_env) for i, name in enumerate(names) for k in range(episodes)]
-    batched = callable(getattr(policy, "predict_chunks", None))
+    batched = supports_batch(policy)
     report = ClosedLoopReport()
     slots = [_Slot() for _ in range(min(num_envs, len(jobs)))]
     envs_cache: dict[tuple[int, str, bool], Any] = {}
@@ -228,7 +229,7 @@ def evaluate_closed_loop(
             envs_cache[key] = make_env(name, **({**kwargs, "render": True} if video else kwargs))
         slot.env, slot.env_name, slot.job = envs_cache[key], name, (name, episode_seed, video)
         slot.clock = SimClock()
-        slot.proxy = _PrecomputedChunk(policy.action_dim, policy.chunk_size, int(getattr(policy, "obs_horizon", 1)))
+        slot.proxy = _PrecomputedChunk(policy.action_dim, policy.chunk_size, obs_horizon(policy))
         config = RuntimeConfig(control_hz=float(slot.env.fps), mode="sync", n_action_steps=n_action_steps)
         slot.runtime = PolicyRuntime(slot.proxy, sim_safety_layer(slot.env, slot.clock), config, clock=slot.clock, task=slot.env.task)
         slot.observation, _ = slot.env.reset(seed=episode_seed)
