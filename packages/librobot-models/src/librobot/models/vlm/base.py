@@ -75,9 +75,15 @@ class AbstractVLM(nn.Module, VLMInterface):
         raise NotImplementedError
 
     def extend(
-        self, prefix_kv: PrefixKV, suffix_embeds: torch.Tensor, suffix_mask: torch.Tensor | None = None
+        self,
+        prefix_kv: PrefixKV,
+        suffix_embeds: torch.Tensor,
+        suffix_mask: torch.Tensor | None = None,
+        return_kv: bool = False,
     ) -> VLMOutput:
-        """Run suffix embeddings through the language layers, attending to a cached prefix."""
+        """Run suffix embeddings through the language layers, attending to a cached prefix. With
+        ``return_kv`` the output's ``prefix_kv`` is the cache grown by the suffix (``PrefixKV.appended``),
+        so autoregressive decoding extends one new token at a time."""
         raise NotImplementedError
 
     # ------------------------------------------------------------------ interface helpers

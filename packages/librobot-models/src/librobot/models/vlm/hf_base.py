@@ -314,10 +314,15 @@ class HFVLM(AbstractVLM):
         return VLMOutput(hidden, mask, image_mask, kv, length)
 
     def extend(
-        self, prefix_kv: PrefixKV, suffix_embeds: torch.Tensor, suffix_mask: torch.Tensor | None = None
+        self,
+        prefix_kv: PrefixKV,
+        suffix_embeds: torch.Tensor,
+        suffix_mask: torch.Tensor | None = None,
+        return_kv: bool = False,
     ) -> VLMOutput:
         """Hidden states [B, S, D] of suffix embeddings attending to a cached prefix (and causally to
-        each other), equal to the suffix part of ``forward(..., suffix_embeds=...)``."""
+        each other), equal to the suffix part of ``forward(..., suffix_embeds=...)``; with
+        ``return_kv`` also the cache grown by the suffix."""
         if prefix_kv.layout != self.kv_layout:
             raise SpecError(f"{self.variant}: this PrefixKV was made by a backbone with layout {prefix_kv.layout}")
         s_mask = self._check_suffix(suffix_embeds, suffix_mask, prefix_kv.batch_size)
@@ -325,9 +330,10 @@ class HFVLM(AbstractVLM):
         mask = torch.cat([prefix_kv.attention_mask.to(s_mask.device), s_mask], dim=1)
         positions = self._suffix_positions(prefix_kv.next_position.to(s_mask.device), s)
         cache = self._cache_from(prefix_kv)
-        hidden, _ = self._language(suffix_embeds.to(self.dtype), mask, positions, cache, True, {"suffix_length": s})
+        hidden, cache = self._language(suffix_embeds.to(self.dtype), mask, positions, cache, True, {"suffix_length": s})
         hidden = hidden.masked_fill(~s_mask[..., None], 0.0)
-        return VLMOutput(hidden, s_mask, torch.zeros_like(s_mask), None, 0)
+        kv = prefix_kv.appended(*kv_from_cache(cache, self.language_layers), s_mask) if return_kv else None
+        return VLMOutput(hidden, s_mask, torch.zeros_like(s_mask), kv, 0)
 
     def _cache_from(self, prefix_kv: PrefixKV) -> Any:
         return prefix_kv.to_dynamic_cache(self.text_config())

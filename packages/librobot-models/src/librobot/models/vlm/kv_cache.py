@@ -107,6 +107,21 @@ class PrefixKV:
         rep = lambda t: t.repeat_interleave(repeats, dim=0)  # noqa: E731
         return self._map(rep, batch_fn=rep)
 
+    def appended(
+        self, keys: tuple[torch.Tensor, ...], values: tuple[torch.Tensor, ...], suffix_mask: torch.Tensor
+    ) -> PrefixKV:
+        """This cache grown by S suffix tokens: ``keys``/``values`` are the whole [prefix; suffix]
+        per layer [B, H_kv, L + S, D]. Later suffixes see the grown tokens as prefix (visible to
+        every query), which is what greedy decoding one token at a time needs."""
+        s = int(suffix_mask.shape[1])
+        return PrefixKV(
+            keys=tuple(keys),
+            values=tuple(values),
+            attention_mask=torch.cat([self.attention_mask.to(suffix_mask.device), suffix_mask.bool()], dim=1),
+            next_position=self.next_position + s,
+            layout=self.layout,
+        )
+
     def to_legacy(self) -> tuple[tuple[torch.Tensor, torch.Tensor], ...]:
         """``((k0, v0), (k1, v1), ...)``, the tuple form older code expects."""
         return tuple(zip(self.keys, self.values))

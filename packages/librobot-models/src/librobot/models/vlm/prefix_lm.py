@@ -89,13 +89,16 @@ class PrefixLM(nn.Module):
             )
         return VLMOutput(hidden, mask, image_mask, kv, length)
 
-    def extend(self, prefix_kv: PrefixKV, suffix_embeds: torch.Tensor, suffix_mask: torch.Tensor) -> VLMOutput:
-        """Suffix hidden states attending to a cached prefix (equal to the suffix part of ``forward``)."""
+    def extend(
+        self, prefix_kv: PrefixKV, suffix_embeds: torch.Tensor, suffix_mask: torch.Tensor, return_kv: bool = False
+    ) -> VLMOutput:
+        """Suffix hidden states attending to a cached prefix (equal to the suffix part of ``forward``);
+        with ``return_kv`` also the cache grown by the suffix."""
         b, s = suffix_mask.shape
         own = torch.arange(1, s + 1, device=suffix_mask.device).expand(b, s)
         positions = prefix_kv.next_position[:, None] + own - 1
         kv_blocks = torch.cat([torch.zeros_like(prefix_kv.attention_mask, dtype=torch.long), own], dim=1)
-        hidden = self.transformer(
+        hidden, caches = self.transformer(
             suffix_embeds,
             key_padding_mask=suffix_mask,
             positions=positions,
@@ -103,6 +106,10 @@ class PrefixLM(nn.Module):
             past_padding_mask=prefix_kv.attention_mask,
             q_blocks=own,
             kv_blocks=kv_blocks,
+            return_kv=True,
         )
         hidden = hidden.masked_fill(~suffix_mask[..., None], 0.0)
-        return VLMOutput(hidden, suffix_mask, torch.zeros_like(suffix_mask), None, 0)
+        kv = None
+        if return_kv:
+            kv = prefix_kv.appended(tuple(k for k, _ in caches), tuple(v for _, v in caches), suffix_mask)
+        return VLMOutput(hidden, suffix_mask, torch.zeros_like(suffix_mask), kv, 0)

@@ -240,12 +240,16 @@ class PretrainedSmallVLM(AbstractVLM):
         return self.fusion(embeds, mask, image_mask, suffix_embeds, suffix_mask, return_kv)
 
     def extend(
-        self, prefix_kv: PrefixKV, suffix_embeds: torch.Tensor, suffix_mask: torch.Tensor | None = None
+        self,
+        prefix_kv: PrefixKV,
+        suffix_embeds: torch.Tensor,
+        suffix_mask: torch.Tensor | None = None,
+        return_kv: bool = False,
     ) -> VLMOutput:
         if prefix_kv.layout != self.kv_layout:
             raise SpecError(f"this PrefixKV was made by a backbone with layout {prefix_kv.layout}")
         s_mask = self._check_suffix(suffix_embeds, suffix_mask, prefix_kv.batch_size)
-        return self.fusion.extend(prefix_kv, suffix_embeds.to(self.dtype), s_mask)
+        return self.fusion.extend(prefix_kv, suffix_embeds.to(self.dtype), s_mask, return_kv)
 
     # ------------------------------------------------------------------ files
     def save_pretrained(self, folder: str | Path) -> Path:

@@ -192,12 +192,16 @@ class TinyVLM(AbstractVLM):
         return self.lm(embeds, mask, image_mask, suffix_embeds, suffix_mask, return_kv)
 
     def extend(
-        self, prefix_kv: PrefixKV, suffix_embeds: torch.Tensor, suffix_mask: torch.Tensor | None = None
+        self,
+        prefix_kv: PrefixKV,
+        suffix_embeds: torch.Tensor,
+        suffix_mask: torch.Tensor | None = None,
+        return_kv: bool = False,
     ) -> VLMOutput:
         if prefix_kv.layout != self.kv_layout:
             raise SpecError(f"this PrefixKV was made by a backbone with layout {prefix_kv.layout}")
         s_mask = self._check_suffix(suffix_embeds, suffix_mask, prefix_kv.batch_size)
-        return self.lm.extend(prefix_kv, suffix_embeds.to(self.dtype), s_mask)
+        return self.lm.extend(prefix_kv, suffix_embeds.to(self.dtype), s_mask, return_kv)
 
     @property
     def lm_head(self) -> nn.Module:

@@ -194,22 +194,27 @@ class ActionTokenVLA(AbstractVLA):
     def generate_ids(self, inputs: VLAInputs, *, use_cache: bool | None = None) -> tuple[Tensor, Tensor]:
         """Greedy decoding: vocabulary ids [B, N] and the raw (unconstrained) logits [B, N, V]
         they were chosen from. ``use_cache`` (default ``config.use_kv_cache``): the prompt runs
-        once with ``return_kv=True`` and every step extends the cached prefix; otherwise every
-        step recomputes the whole sequence (the reference)."""
+        once with ``return_kv=True`` and every step runs only the newest token over the cache,
+        which then grows by it; otherwise every step recomputes the whole sequence (the reference)."""
         use_cache = self.config.use_kv_cache if use_cache is None else use_cache
         b, n = inputs.batch_size, self.sequence_length
         ids = torch.zeros(b, 0, dtype=torch.long, device=self.device)
         done = torch.zeros(b, dtype=torch.bool, device=self.device)
-        raw, prefix = [], None
+        raw, cache = [], None
         if use_cache:
             out = self.vlm(inputs.current_views, inputs.text, return_kv=True)
-            prefix, last = out.prefix_kv, out.hidden_states[:, -1]
-        for _ in range(n):
-            suffix = self._suffix(inputs, ids)
+            cache, last = out.prefix_kv, out.hidden_states[:, -1]
+            state = self._suffix(inputs, None)  # the proprioception token, when there is one
+            if state is not None:
+                out = self.vlm.extend(cache, state, return_kv=True)
+                cache, last = out.prefix_kv, out.hidden_states[:, -1]
+        for step in range(n):
             if use_cache:
-                if suffix is not None:
-                    last = self.vlm.extend(prefix, suffix).hidden_states[:, -1]
+                if step > 0:
+                    out = self.vlm.extend(cache, self.vocab.embed_ids(self.vlm, ids[:, -1:]), return_kv=True)
+                    cache, last = out.prefix_kv, out.hidden_states[:, -1]
             else:
+                suffix = self._suffix(inputs, ids)
                 last = self.vlm(inputs.current_views, inputs.text, suffix_embeds=suffix).hidden_states[:, -1]
             logits = self.vocab.logits(self.vlm, last).float()
             raw.append(logits)
