@@ -18,7 +18,6 @@ processes on a shared machine). Prints one JSON document (and writes it with --o
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -30,6 +29,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from _common import emit_json
 
 import librobot.kernels as K
 from librobot.kernels import reference as R
@@ -337,11 +337,7 @@ def main() -> None:
             if r["speedup"] < 2.0
         ],
     }
-    text = json.dumps(report, indent=1)
-    print(text)
-    if args.out:
-        with open(args.out, "w") as fh:
-            fh.write(text + "\n")
+    emit_json(report, args.out, indent=1)
 
 
 if __name__ == "__main__":

@@ -24,17 +24,15 @@ Prints one JSON document (and writes it to --out when given).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
-import statistics
-import time
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch
+from _common import emit_json, timed
 
 from librobot.models import create_vla, create_vlm
 
@@ -48,24 +46,6 @@ BACKBONES = (
 )
 TEXT = "pick up the red block and place it in the bowl"
 STEPS = 10
-
-
-def timed(fn, repeats: int, warmup: int) -> dict[str, float]:
-    for _ in range(warmup):
-        fn()
-    wall, cpu = [], []
-    for _ in range(repeats):
-        c0, w0 = time.process_time(), time.perf_counter()
-        fn()
-        wall.append((time.perf_counter() - w0) * 1e3)
-        cpu.append((time.process_time() - c0) * 1e3)
-    wall.sort()
-    return {
-        "median_ms": round(statistics.median(wall), 3),
-        "p90_ms": round(wall[int(0.9 * (len(wall) - 1))], 3),
-        "cpu_median_ms": round(statistics.median(cpu), 3),
-        "repeats": repeats,
-    }
 
 
 def parse_backbone(spec: str) -> tuple[str, dict]:
@@ -146,11 +126,7 @@ def main() -> None:
         },
         "results": rows,
     }
-    text = json.dumps(doc, indent=2)
-    print(text)
-    if args.out:
-        with open(args.out, "w") as fh:
-            fh.write(text + "\n")
+    emit_json(doc, args.out)
 
 
 if __name__ == "__main__":

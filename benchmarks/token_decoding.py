@@ -20,7 +20,6 @@ Weights are random (seeded); latency does not depend on their values.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 
@@ -29,7 +28,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch
-from pi0_prefix_cache import timed
+from _common import emit_json, timed
 
 from librobot.models import create_vla, create_vlm
 
@@ -102,11 +101,7 @@ def main() -> None:
         },
         "results": rows,
     }
-    text = json.dumps(doc, indent=2)
-    print(text)
-    if args.out:
-        with open(args.out, "w") as fh:
-            fh.write(text + "\n")
+    emit_json(doc, args.out)
 
 
 if __name__ == "__main__":

@@ -21,10 +21,8 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import os
 import platform
-import statistics
 import time
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -32,6 +30,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch
+from _common import emit_json, timed
 
 from librobot.models import create_vlm
 from librobot.models.vlm import _manifest
@@ -39,26 +38,6 @@ from librobot.models.vlm.base import count_parameters
 
 TEXT = "pick up the red block and place it in the bowl"
 FAMILY_MODULES = ("qwen2_vl", "qwen2_5_vl", "qwen3_vl", "florence2", "paligemma", "internvl", "llava", "kosmos2")
-
-
-def timed(fn, repeats: int, warmup: int = 3) -> dict[str, float]:
-    """Median / 90th-percentile wall time and median process CPU time per call, in ms (CPU time is
-    the steadier figure on a shared machine: waiting for a core does not count)."""
-    for _ in range(warmup):
-        fn()
-    wall, cpu = [], []
-    for _ in range(repeats):
-        c0, w0 = time.process_time(), time.perf_counter()
-        fn()
-        wall.append((time.perf_counter() - w0) * 1e3)
-        cpu.append((time.process_time() - c0) * 1e3)
-    wall.sort()
-    return {
-        "median_ms": round(statistics.median(wall), 3),
-        "p90_ms": round(wall[int(0.9 * (len(wall) - 1))], 3),
-        "cpu_median_ms": round(statistics.median(cpu), 3),
-        "repeats": repeats,
-    }
 
 
 def bench_backbone(name: str, repeats: int) -> dict:
@@ -140,11 +119,7 @@ def main() -> None:
         "full_size_param_counts": full_size_counts(),
     }
     result["load_avg_1m_at_end"] = round(os.getloadavg()[0], 2)
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out:
-        with open(args.out, "w") as handle:
-            handle.write(text + "\n")
+    emit_json(result, args.out)
 
 
 if __name__ == "__main__":

@@ -108,7 +108,8 @@ class PolicyRuntime(PolicyRuntimeInterface):
         self.horizon = int(policy.chunk_size)
         self.action_dim = int(policy.action_dim)
         # a policy trained on windows of T_obs frames gets the same windows here
-        self.history = ObservationHistory(obs_horizon(policy)) if obs_horizon(policy) > 1 else None
+        steps = obs_horizon(policy)
+        self.history = ObservationHistory(steps) if steps > 1 else None
         config.check(self.horizon)
         if config.mode == "rtc" and not supports_rtc(policy):
             raise ConfigError(

@@ -200,23 +200,18 @@ class ActionTokenVLA(AbstractVLA):
         b, n = inputs.batch_size, self.sequence_length
         ids = torch.zeros(b, 0, dtype=torch.long, device=self.device)
         done = torch.zeros(b, dtype=torch.bool, device=self.device)
-        raw, cache = [], None
-        if use_cache:
+        raw = []
+        if use_cache:  # ``out.prefix_kv`` is always the cache of everything run so far
             out = self.vlm(inputs.current_views, inputs.text, return_kv=True)
-            cache, last = out.prefix_kv, out.hidden_states[:, -1]
             state = self._suffix(inputs, None)  # the proprioception token, when there is one
             if state is not None:
-                out = self.vlm.extend(cache, state, return_kv=True)
-                cache, last = out.prefix_kv, out.hidden_states[:, -1]
+                out = self.vlm.extend(out.prefix_kv, state, return_kv=True)
         for step in range(n):
-            if use_cache:
-                if step > 0:
-                    out = self.vlm.extend(cache, self.vocab.embed_ids(self.vlm, ids[:, -1:]), return_kv=True)
-                    cache, last = out.prefix_kv, out.hidden_states[:, -1]
-            else:
-                suffix = self._suffix(inputs, ids)
-                last = self.vlm(inputs.current_views, inputs.text, suffix_embeds=suffix).hidden_states[:, -1]
-            logits = self.vocab.logits(self.vlm, last).float()
+            if not use_cache:
+                out = self.vlm(inputs.current_views, inputs.text, suffix_embeds=self._suffix(inputs, ids))
+            elif step > 0:
+                out = self.vlm.extend(out.prefix_kv, self.vocab.embed_ids(self.vlm, ids[:, -1:]), return_kv=True)
+            logits = self.vocab.logits(self.vlm, out.hidden_states[:, -1]).float()
             raw.append(logits)
             token = self._choose(logits)
             if self.eos_id is not None:  # rows that ended keep emitting end-of-sequence
