@@ -12,6 +12,7 @@ from typing import TypeVar
 T = TypeVar("T")
 ROOT = "librobot"
 _FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+_OWNED = "_librobot"  # attribute that marks the handlers configure_logging installed (and may replace)
 
 
 def get_logger(name: str = ROOT) -> logging.Logger:
@@ -28,7 +29,7 @@ def configure_logging(
     """
     logger = logging.getLogger(ROOT)
     logger.setLevel(level)
-    for handler in [h for h in logger.handlers if getattr(h, "_librobot", False)]:
+    for handler in [h for h in logger.handlers if getattr(h, _OWNED, False)]:
         logger.removeHandler(handler)
         handler.close()
     console: logging.Handler
@@ -40,13 +41,13 @@ def configure_logging(
     else:
         console = logging.StreamHandler(sys.stderr)
         console.setFormatter(logging.Formatter(_FORMAT))
-    console._librobot = True  # marks handlers this function owns
+    setattr(console, _OWNED, True)
     logger.addHandler(console)
     if file is not None:
         Path(file).parent.mkdir(parents=True, exist_ok=True)
         file_handler = logging.FileHandler(file, encoding="utf-8")
         file_handler.setFormatter(logging.Formatter(_FORMAT))
-        file_handler._librobot = True
+        setattr(file_handler, _OWNED, True)
         logger.addHandler(file_handler)
     logger.propagate = False
     return logger
