@@ -18,6 +18,7 @@ from librobot.models.components import (
     RotaryEmbedding,
     SinusoidalPositionalEmbedding,
     TimestepEmbedding,
+    Transformer,
     TransformerBlock,
     _manifest,
     build_norm,
@@ -152,6 +153,36 @@ def test_block_gradients_flow_to_all_parameters():
     block(x, context=torch.randn(2, 3, 16)).pow(2).sum().backward()
     missing = [n for n, p in block.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()]
     assert not missing and x.grad is not None and math.isfinite(float(x.grad.abs().sum()))
+
+
+def _per_layer(stack, x, **kwargs):
+    """The stack with every layer rotating its own queries/keys (no shared cos/sin)."""
+    past = kwargs.pop("past_kv", None)
+    for i, layer in enumerate(stack.layers):
+        x = layer(x, past_kv=None if past is None else past[i], **kwargs)
+    return stack.norm(x)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_transformer_rotary_angles_formed_once_match_per_layer_rotation(dtype):
+    torch.manual_seed(0)
+    stack = Transformer(32, 3, 4, num_kv_heads=2, norm="rmsnorm", mlp="swiglu", rope=True, causal=True).to(dtype).eval()
+    x = torch.randn(2, 6, 32, dtype=dtype)
+    with torch.no_grad():
+        plain = stack(x)
+        torch.testing.assert_close(plain, _per_layer(stack, x), rtol=0, atol=0)
+        # per-sample positions (left padding shifts them) and a cached prefix the tokens follow
+        positions = torch.tensor([[0, 1, 2, 3, 4, 5], [0, 0, 0, 1, 2, 3]])
+        moved = stack(x, positions=positions)
+        torch.testing.assert_close(moved, _per_layer(stack, x, positions=positions), rtol=0, atol=0)
+        assert float((moved - plain).abs().max()) > 1e-3  # positions do reach the rotation
+        _, past = stack(x, return_kv=True)
+        y = torch.randn(2, 2, 32, dtype=dtype)
+        torch.testing.assert_close(stack(y, past_kv=past), _per_layer(stack, y, past_kv=past), rtol=0, atol=0)
+        # a continuation at positions 6, 7 equals those rows of the whole sequence run at once
+        whole = stack(torch.cat([x, y], dim=1))
+        tol = 1e-12 if dtype == torch.float64 else 1e-5
+        torch.testing.assert_close(stack(y, past_kv=past), whole[:, 6:], rtol=tol, atol=tol)
 
 
 def test_every_component_manifest_entry_resolves():

@@ -117,9 +117,12 @@ class Attention(nn.Module):
         b, length, _ = t.shape
         return t.view(b, length, heads, self.head_dim).transpose(1, 2)
 
-    def project_kv(self, source: Tensor, positions: Tensor | None = None) -> KVCache:
+    def project_kv(
+        self, source: Tensor, positions: Tensor | None = None, rotary_cos_sin: tuple[Tensor, Tensor] | None = None
+    ) -> KVCache:
         """Keys and values of ``source`` [B, L, *] (the context for cross-attention, or tokens for a
-        self-attention prefix cache, rotated at ``positions``, default 0…L−1)."""
+        self-attention prefix cache, rotated at ``positions``, default 0…L−1, or by their
+        ``rotary_cos_sin``)."""
         if source.dim() != 3 or source.shape[-1] != self.k_proj.in_features:
             raise SpecError(f"attention keys/values need [B, L, {self.k_proj.in_features}], got {list(source.shape)}")
         k = self._heads(self.k_proj(source), self.num_kv_heads)
@@ -127,7 +130,8 @@ class Attention(nn.Module):
         if self.k_norm is not None:
             k = self.k_norm(k)
         if self.rotary is not None:
-            k = self.rotary(k, self._positions(positions, source.shape[1], 0, source.device))
+            pos = None if rotary_cos_sin is not None else self._positions(positions, source.shape[1], 0, source.device)
+            k = self.rotary(k, pos, rotary_cos_sin)
         return k, v
 
     @staticmethod
@@ -147,6 +151,7 @@ class Attention(nn.Module):
         positions: Tensor | None = None,
         past_kv: KVCache | None = None,
         past_padding_mask: Tensor | None = None,
+        rotary_cos_sin: tuple[Tensor, Tensor] | None = None,
         return_kv: bool = False,
     ) -> Tensor | tuple[Tensor, KVCache]:
         """Attend from x [B, L, dim].
@@ -156,7 +161,8 @@ class Attention(nn.Module):
         Self-attention: ``key_padding_mask`` [B, L] covers this call's tokens, ``past_kv`` /
         ``past_padding_mask`` [B, Lp] a cached prefix the tokens follow (queries sit at positions
         Lp…Lp+L−1 unless ``positions`` [L] or [B, L] say otherwise); ``q_blocks`` [B, L] and
-        ``kv_blocks`` [B, Lp+L] give block-wise (prefix-LM) visibility.
+        ``kv_blocks`` [B, Lp+L] give block-wise (prefix-LM) visibility. ``rotary_cos_sin``: the
+        rotary cos/sin of these positions, computed once by the caller for a whole layer stack.
         """
         if x.dim() != 3 or x.shape[-1] != self.dim:
             raise SpecError(f"Attention(dim={self.dim}) expects x [B, L, {self.dim}], got {list(x.shape)}")
@@ -177,10 +183,10 @@ class Attention(nn.Module):
                 raise SpecError("this Attention is self-attention; build it with cross=True to attend to a context")
             b, length = x.shape[:2]
             past_len = 0 if past_kv is None else past_kv[0].shape[2]
-            pos = self._positions(positions, length, past_len, x.device)
+            pos = None if rotary_cos_sin is not None else self._positions(positions, length, past_len, x.device)
             if self.rotary is not None:
-                q = self.rotary(q, pos)
-            k, v = self.project_kv(x, pos)
+                q = self.rotary(q, pos, rotary_cos_sin)
+            k, v = self.project_kv(x, pos, rotary_cos_sin)
             if past_kv is not None:
                 k_all, v_all = torch.cat([past_kv[0], k], dim=2), torch.cat([past_kv[1], v], dim=2)
             else:

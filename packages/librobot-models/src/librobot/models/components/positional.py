@@ -79,6 +79,11 @@ def _rotate_half(x: Tensor) -> Tensor:
     return torch.cat([-x2, x1], dim=-1)
 
 
+def rotary_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The precision rotations are applied in: float64 for float64 tensors, float32 otherwise."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
 def apply_rotary(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
     """Rotate the first ``cos.shape[-1]`` channels of x [B, H, L, D] (pairs (i, i + d/2), GPT-NeoX/Llama layout).
 
@@ -88,7 +93,7 @@ def apply_rotary(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
     if cos.dim() == 3:  # per-sample positions: broadcast over heads
         cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)
     rot, rest = x[..., :d], x[..., d:]
-    dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+    dtype = rotary_dtype(x.dtype)
     rc = rot.to(dtype)
     out = rc * cos.to(dtype) + _rotate_half(rc) * sin.to(dtype)
     return torch.cat([out.to(x.dtype), rest], dim=-1) if rest.shape[-1] else out.to(x.dtype)
@@ -119,11 +124,16 @@ class RotaryEmbedding(nn.Module):
         angles = torch.cat([angles, angles], dim=-1)
         return angles.cos().to(dtype), angles.sin().to(dtype)
 
-    def forward(self, x: Tensor, positions: Tensor) -> Tensor:
+    def forward(self, x: Tensor, positions: Tensor | None, cos_sin: tuple[Tensor, Tensor] | None = None) -> Tensor:
+        """Rotate x [B, H, L, head_dim] at ``positions``, or by ``cos_sin`` already computed for them
+        (a stack of layers computes it once per forward instead of twice per layer)."""
         if x.shape[-1] != self.head_dim:
             raise SpecError(f"RotaryEmbedding(head_dim={self.head_dim}) got head dim {x.shape[-1]}")
-        cos, sin = self.cos_sin(positions, torch.float64 if x.dtype == torch.float64 else torch.float32)
-        return apply_rotary(x, cos, sin)
+        if cos_sin is None:
+            if positions is None:
+                raise SpecError("RotaryEmbedding needs positions (or their cos_sin)")
+            cos_sin = self.cos_sin(positions, rotary_dtype(x.dtype))
+        return apply_rotary(x, *cos_sin)
 
 
 # ------------------------------------------------------------------------------------------ ALiBi

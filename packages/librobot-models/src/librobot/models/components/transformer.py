@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import torch
 from torch import Tensor, nn
 
 from librobot.core.errors import SpecError
@@ -14,6 +15,7 @@ from librobot.models.components.attention import Attention, KVCache
 from librobot.models.components.conditioning import AdaLNModulation, modulate
 from librobot.models.components.mlp import FeedForward
 from librobot.models.components.normalization import build_norm
+from librobot.models.components.positional import rotary_dtype
 
 
 class TransformerBlock(nn.Module):
@@ -77,6 +79,7 @@ class TransformerBlock(nn.Module):
         positions: Tensor | None = None,
         past_kv: KVCache | None = None,
         past_padding_mask: Tensor | None = None,
+        rotary_cos_sin: tuple[Tensor, Tensor] | None = None,
         return_kv: bool = False,
     ) -> Tensor | tuple[Tensor, KVCache]:
         """x [B, L, dim] → [B, L, dim] (and this layer's self-attention KV cache with ``return_kv``)."""
@@ -101,7 +104,8 @@ class TransformerBlock(nn.Module):
 
         attn = self.self_attn(
             pre(self.norm1, 0), key_padding_mask=key_padding_mask, q_blocks=q_blocks, kv_blocks=kv_blocks,
-            positions=positions, past_kv=past_kv, past_padding_mask=past_padding_mask, return_kv=True,
+            positions=positions, past_kv=past_kv, past_padding_mask=past_padding_mask, rotary_cos_sin=rotary_cos_sin,
+            return_kv=True,
         )
         h, kv = attn  # type: ignore[misc]
         x = x + gate(h, 0)
@@ -148,6 +152,14 @@ class Transformer(nn.Module):
         return_kv: bool = False,
         **kwargs,
     ) -> Tensor | tuple[Tensor, list[KVCache]]:
+        rotary = self.layers[0].self_attn.rotary if len(self.layers) else None
+        if rotary is not None and kwargs.get("rotary_cos_sin") is None:
+            # every layer rotates at the same positions: form the angles once, not twice per layer
+            positions = kwargs.get("positions")
+            if positions is None:
+                start = 0 if past_kv is None else past_kv[0][0].shape[2]
+                positions = torch.arange(start, start + x.shape[1], device=x.device)
+            kwargs["rotary_cos_sin"] = rotary.cos_sin(positions, rotary_dtype(x.dtype))
         caches: list[KVCache] = []
         for i, layer in enumerate(self.layers):
             out = layer(
