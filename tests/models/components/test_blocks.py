@@ -16,12 +16,15 @@ from librobot.models.components import (
     LayerNorm,
     RMSNorm,
     RotaryEmbedding,
+    RotaryTables,
     SinusoidalPositionalEmbedding,
     TimestepEmbedding,
     Transformer,
     TransformerBlock,
     _manifest,
+    apply_rotary,
     build_norm,
+    rotate,
     sinusoidal_embedding,
 )
 
@@ -89,6 +92,47 @@ def test_rope_relative_position_property_and_norm_preservation():
     partial = RotaryEmbedding(16, rotary_dim=8)
     out = partial(q, torch.tensor([9]))
     torch.testing.assert_close(out[..., 8:], q[..., 8:])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+@pytest.mark.parametrize("rotary_dim", [16, 10])
+@pytest.mark.parametrize("per_sample", [False, True])
+def test_rotate_with_tables_equals_the_textbook_rotation(dtype, rotary_dim, per_sample):
+    g = torch.Generator().manual_seed(int(torch.randint(0, 2**31, ())))
+    rope = RotaryEmbedding(16, rotary_dim=rotary_dim, theta=500.0)
+    # [B, L, H, D] projected then viewed as [B, H, L, D]: the strided layout attention rotates
+    x = torch.randn(2, 7, 3, 16, generator=g, dtype=torch.float64).to(dtype).transpose(1, 2)
+    positions = torch.rand(2, 7, generator=g) * 50 if per_sample else torch.arange(7) * 3
+    work = torch.float64 if dtype == torch.float64 else torch.float32
+    tables = rope.tables(positions, work)
+    assert isinstance(tables, RotaryTables) and tables.cos.shape[-1] == rotary_dim
+    got = rotate(x, tables)
+    assert got.dtype == dtype and got.shape == x.shape
+    torch.testing.assert_close(got, apply_rotary(x, *rope.cos_sin(positions, work)), rtol=0, atol=0)
+    torch.testing.assert_close(rope(x, positions), got, rtol=0, atol=0)
+    # float64 reference: rotate channel pairs (i, i + d/2) by angle p · theta^(-2i/d)
+    h = rotary_dim // 2
+    ang = positions.to(torch.float64)[..., None] * 500.0 ** (-torch.arange(h, dtype=torch.float64) * 2 / rotary_dim)
+    if per_sample:
+        ang = ang[:, None]
+    x64 = x.to(torch.float64)
+    a, b = x64[..., :h], x64[..., h:rotary_dim]
+    want = torch.cat([a * ang.cos() - b * ang.sin(), b * ang.cos() + a * ang.sin(), x64[..., rotary_dim:]], -1)
+    tol = {torch.float32: 1e-5, torch.float64: 1e-12, torch.bfloat16: 1e-2}[dtype]
+    rel = float((got.to(torch.float64) - want).norm() / want.norm())
+    assert rel < tol
+    assert torch.equal(got[..., rotary_dim:], x[..., rotary_dim:])
+
+
+def test_rotate_gradients_match_the_textbook_rotation():
+    rope = RotaryEmbedding(8)
+    positions = torch.arange(5) * 7
+    x = torch.randn(2, 2, 5, 8, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(2, 2, 5, 8, dtype=torch.float64)
+    (grad_fast,) = torch.autograd.grad((rotate(x, rope.tables(positions, torch.float64)) * w).sum(), x)
+    (grad_ref,) = torch.autograd.grad((apply_rotary(x, *rope.cos_sin(positions, torch.float64)) * w).sum(), x)
+    torch.testing.assert_close(grad_fast, grad_ref, rtol=1e-12, atol=1e-12)
+    assert float(grad_fast.abs().max()) > 0.1
 
 
 def test_alibi_bias_values():

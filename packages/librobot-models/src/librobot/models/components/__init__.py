@@ -24,6 +24,8 @@ _EXPORTS = {
     "TimestepEmbedding": "positional",
     "RotaryEmbedding": "positional",
     "apply_rotary": "positional",
+    "rotate": "positional",
+    "RotaryTables": "positional",
     "ALiBi": "positional",
     "alibi_slopes": "positional",
     "MLP": "mlp",

@@ -23,7 +23,7 @@ import librobot.kernels as kernels
 from librobot.core.errors import ConfigError, SpecError
 from librobot.kernels import reference as kernels_reference
 from librobot.models.components.normalization import RMSNorm
-from librobot.models.components.positional import RotaryEmbedding, alibi_slopes
+from librobot.models.components.positional import RotaryEmbedding, RotaryTables, alibi_slopes
 
 KVCache = tuple[Tensor, Tensor]  # (k, v), each [B, H_kv, L, head_dim]; self-attention keys are already rotated
 BACKENDS = ("kernels", "reference")
@@ -118,11 +118,11 @@ class Attention(nn.Module):
         return t.view(b, length, heads, self.head_dim).transpose(1, 2)
 
     def project_kv(
-        self, source: Tensor, positions: Tensor | None = None, rotary_cos_sin: tuple[Tensor, Tensor] | None = None
+        self, source: Tensor, positions: Tensor | None = None, rotary_tables: RotaryTables | None = None
     ) -> KVCache:
         """Keys and values of ``source`` [B, L, *] (the context for cross-attention, or tokens for a
         self-attention prefix cache, rotated at ``positions``, default 0…L−1, or by their
-        ``rotary_cos_sin``)."""
+        ``rotary_tables``)."""
         if source.dim() != 3 or source.shape[-1] != self.k_proj.in_features:
             raise SpecError(f"attention keys/values need [B, L, {self.k_proj.in_features}], got {list(source.shape)}")
         k = self._heads(self.k_proj(source), self.num_kv_heads)
@@ -130,8 +130,8 @@ class Attention(nn.Module):
         if self.k_norm is not None:
             k = self.k_norm(k)
         if self.rotary is not None:
-            pos = None if rotary_cos_sin is not None else self._positions(positions, source.shape[1], 0, source.device)
-            k = self.rotary(k, pos, rotary_cos_sin)
+            pos = None if rotary_tables is not None else self._positions(positions, source.shape[1], 0, source.device)
+            k = self.rotary(k, pos, rotary_tables)
         return k, v
 
     @staticmethod
@@ -151,7 +151,7 @@ class Attention(nn.Module):
         positions: Tensor | None = None,
         past_kv: KVCache | None = None,
         past_padding_mask: Tensor | None = None,
-        rotary_cos_sin: tuple[Tensor, Tensor] | None = None,
+        rotary_tables: RotaryTables | None = None,
         return_kv: bool = False,
     ) -> Tensor | tuple[Tensor, KVCache]:
         """Attend from x [B, L, dim].
@@ -161,8 +161,8 @@ class Attention(nn.Module):
         Self-attention: ``key_padding_mask`` [B, L] covers this call's tokens, ``past_kv`` /
         ``past_padding_mask`` [B, Lp] a cached prefix the tokens follow (queries sit at positions
         Lp…Lp+L−1 unless ``positions`` [L] or [B, L] say otherwise); ``q_blocks`` [B, L] and
-        ``kv_blocks`` [B, Lp+L] give block-wise (prefix-LM) visibility. ``rotary_cos_sin``: the
-        rotary cos/sin of these positions, computed once by the caller for a whole layer stack.
+        ``kv_blocks`` [B, Lp+L] give block-wise (prefix-LM) visibility. ``rotary_tables``: the
+        rotary tables of these positions, formed once by the caller for a whole layer stack.
         """
         if x.dim() != 3 or x.shape[-1] != self.dim:
             raise SpecError(f"Attention(dim={self.dim}) expects x [B, L, {self.dim}], got {list(x.shape)}")
@@ -183,10 +183,10 @@ class Attention(nn.Module):
                 raise SpecError("this Attention is self-attention; build it with cross=True to attend to a context")
             b, length = x.shape[:2]
             past_len = 0 if past_kv is None else past_kv[0].shape[2]
-            pos = None if rotary_cos_sin is not None else self._positions(positions, length, past_len, x.device)
+            pos = None if rotary_tables is not None else self._positions(positions, length, past_len, x.device)
             if self.rotary is not None:
-                q = self.rotary(q, pos, rotary_cos_sin)
-            k, v = self.project_kv(x, pos, rotary_cos_sin)
+                q = self.rotary(q, pos, rotary_tables)
+            k, v = self.project_kv(x, pos, rotary_tables)
             if past_kv is not None:
                 k_all, v_all = torch.cat([past_kv[0], k], dim=2), torch.cat([past_kv[1], v], dim=2)
             else:

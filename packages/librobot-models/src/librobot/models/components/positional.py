@@ -5,6 +5,7 @@ timestep embedding diffusion/flow heads use.
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -88,6 +89,7 @@ def apply_rotary(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
     """Rotate the first ``cos.shape[-1]`` channels of x [B, H, L, D] (pairs (i, i + d/2), GPT-NeoX/Llama layout).
 
     ``cos``/``sin`` are [L, d] or [B, L, d]; the remaining D − d channels pass unchanged (partial RoPE).
+    The textbook formula, kept as the reference for ``rotate``.
     """
     d = cos.shape[-1]
     if cos.dim() == 3:  # per-sample positions: broadcast over heads
@@ -97,6 +99,28 @@ def apply_rotary(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
     rc = rot.to(dtype)
     out = rc * cos.to(dtype) + _rotate_half(rc) * sin.to(dtype)
     return torch.cat([out.to(x.dtype), rest], dim=-1) if rest.shape[-1] else out.to(x.dtype)
+
+
+class RotaryTables(NamedTuple):
+    """What rotating at some positions [..., L] needs: cos, and sin with rotate-half's sign folded
+    in (−sin on the first half), both [..., L, rotary_dim] in the rotation precision."""
+
+    cos: Tensor
+    sin_signed: Tensor
+
+
+def rotate(x: Tensor, tables: RotaryTables) -> Tensor:
+    """``apply_rotary`` in fewer ops, bitwise equal to it: rotate-half (chunk, negate, concatenate)
+    becomes one ``roll`` with the sign already in the table, and dtype casts happen only when needed."""
+    cos, sin = tables
+    d = cos.shape[-1]
+    if cos.dim() == 3:  # per-sample positions: broadcast over heads
+        cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)
+    rot = x if d == x.shape[-1] else x[..., :d]
+    rc = rot if rot.dtype == cos.dtype else rot.to(cos.dtype)
+    out = rc * cos + rc.roll(d // 2, -1) * sin
+    out = out if out.dtype == x.dtype else out.to(x.dtype)
+    return out if d == x.shape[-1] else torch.cat([out, x[..., d:]], dim=-1)
 
 
 class RotaryEmbedding(nn.Module):
@@ -113,27 +137,33 @@ class RotaryEmbedding(nn.Module):
             raise ConfigError(f"rotary_dim must be even and in (0, head_dim={head_dim}], got {rotary_dim}")
         self.head_dim, self.rotary_dim, self.theta = int(head_dim), rotary_dim, float(theta)
 
-    def cos_sin(self, positions: Tensor, dtype: torch.dtype = torch.float32) -> tuple[Tensor, Tensor]:
-        """cos, sin of shape [..., L, rotary_dim] for integer or fractional positions [..., L].
-
-        Angles are formed in float64 (no buffer, so ``model.half()`` cannot degrade them: at
-        position 4096 a float16/float32 angle would be off by up to 0.5 / 5e-4 rad).
-        """
+    def _angles(self, positions: Tensor) -> Tensor:
+        """[..., L, rotary_dim / 2] angles, formed in float64 (no buffer, so ``model.half()`` cannot
+        degrade them: at position 4096 a float16/float32 angle would be off by up to 0.5 / 5e-4 rad)."""
         exponent = torch.arange(0, self.rotary_dim, 2, dtype=torch.float64, device=positions.device) / self.rotary_dim
-        angles = positions.to(torch.float64).unsqueeze(-1) * self.theta**-exponent
+        return positions.to(torch.float64).unsqueeze(-1) * self.theta**-exponent
+
+    def cos_sin(self, positions: Tensor, dtype: torch.dtype = torch.float32) -> tuple[Tensor, Tensor]:
+        """cos, sin of shape [..., L, rotary_dim] for integer or fractional positions [..., L]."""
+        angles = self._angles(positions)
         angles = torch.cat([angles, angles], dim=-1)
         return angles.cos().to(dtype), angles.sin().to(dtype)
 
-    def forward(self, x: Tensor, positions: Tensor | None, cos_sin: tuple[Tensor, Tensor] | None = None) -> Tensor:
-        """Rotate x [B, H, L, head_dim] at ``positions``, or by ``cos_sin`` already computed for them
-        (a stack of layers computes it once per forward instead of twice per layer)."""
+    def tables(self, positions: Tensor, dtype: torch.dtype = torch.float32) -> RotaryTables:
+        """``rotate``'s tables for positions [..., L] (a layer stack forms them once per forward)."""
+        angles = self._angles(positions)
+        cos, sin = angles.cos().to(dtype), angles.sin().to(dtype)
+        return RotaryTables(torch.cat([cos, cos], dim=-1), torch.cat([-sin, sin], dim=-1))
+
+    def forward(self, x: Tensor, positions: Tensor | None, tables: RotaryTables | None = None) -> Tensor:
+        """Rotate x [B, H, L, head_dim] at ``positions``, or by ``tables`` already formed for them."""
         if x.shape[-1] != self.head_dim:
             raise SpecError(f"RotaryEmbedding(head_dim={self.head_dim}) got head dim {x.shape[-1]}")
-        if cos_sin is None:
+        if tables is None:
             if positions is None:
-                raise SpecError("RotaryEmbedding needs positions (or their cos_sin)")
-            cos_sin = self.cos_sin(positions, rotary_dtype(x.dtype))
-        return apply_rotary(x, *cos_sin)
+                raise SpecError("RotaryEmbedding needs positions (or their tables)")
+            tables = self.tables(positions, rotary_dtype(x.dtype))
+        return rotate(x, tables)
 
 
 # ------------------------------------------------------------------------------------------ ALiBi

@@ -15,7 +15,7 @@ from librobot.models.components.attention import Attention, KVCache
 from librobot.models.components.conditioning import AdaLNModulation, modulate
 from librobot.models.components.mlp import FeedForward
 from librobot.models.components.normalization import build_norm
-from librobot.models.components.positional import rotary_dtype
+from librobot.models.components.positional import RotaryTables, rotary_dtype
 
 
 class TransformerBlock(nn.Module):
@@ -79,7 +79,7 @@ class TransformerBlock(nn.Module):
         positions: Tensor | None = None,
         past_kv: KVCache | None = None,
         past_padding_mask: Tensor | None = None,
-        rotary_cos_sin: tuple[Tensor, Tensor] | None = None,
+        rotary_tables: RotaryTables | None = None,
         return_kv: bool = False,
     ) -> Tensor | tuple[Tensor, KVCache]:
         """x [B, L, dim] → [B, L, dim] (and this layer's self-attention KV cache with ``return_kv``)."""
@@ -104,7 +104,7 @@ class TransformerBlock(nn.Module):
 
         attn = self.self_attn(
             pre(self.norm1, 0), key_padding_mask=key_padding_mask, q_blocks=q_blocks, kv_blocks=kv_blocks,
-            positions=positions, past_kv=past_kv, past_padding_mask=past_padding_mask, rotary_cos_sin=rotary_cos_sin,
+            positions=positions, past_kv=past_kv, past_padding_mask=past_padding_mask, rotary_tables=rotary_tables,
             return_kv=True,
         )
         h, kv = attn  # type: ignore[misc]
@@ -153,13 +153,13 @@ class Transformer(nn.Module):
         **kwargs,
     ) -> Tensor | tuple[Tensor, list[KVCache]]:
         rotary = self.layers[0].self_attn.rotary if len(self.layers) else None
-        if rotary is not None and kwargs.get("rotary_cos_sin") is None:
+        if rotary is not None and kwargs.get("rotary_tables") is None:
             # every layer rotates at the same positions: form the angles once, not twice per layer
             positions = kwargs.get("positions")
             if positions is None:
                 start = 0 if past_kv is None else past_kv[0][0].shape[2]
                 positions = torch.arange(start, start + x.shape[1], device=x.device)
-            kwargs["rotary_cos_sin"] = rotary.cos_sin(positions, rotary_dtype(x.dtype))
+            kwargs["rotary_tables"] = rotary.tables(positions, rotary_dtype(x.dtype))
         caches: list[KVCache] = []
         for i, layer in enumerate(self.layers):
             out = layer(
