@@ -66,10 +66,10 @@ def run_framework(name: str, args: argparse.Namespace, data: Path) -> dict:
     ]
     _, raw = load_run_config(str(config), overrides)
     previous = None
-    if args.evaluate_only:  # re-evaluate a finished run: its training figures come from its result line
-        previous = _previous_row(Path(args.out), name, args)
+    if args.evaluate_only:  # evaluate a trained policy again; training figures from its result line or run folder
         if not (run_dir / "policy").is_dir():
             raise SystemExit(f"{name}: --evaluate-only needs a trained policy in {run_dir / 'policy'}")
+        previous = _previous_row(Path(args.out), name, args) or _train_figures_from_run(run_dir, name, args)
         train = {k: previous[k] for k in ("train_seconds", "train_samples_per_s", "final_train_loss", "val_loss")}
         step = previous["steps"]
     else:
@@ -85,6 +85,8 @@ def run_framework(name: str, args: argparse.Namespace, data: Path) -> dict:
             "final_train_loss": result.train_metrics.get("train/loss"),
             "val_loss": result.eval_metrics.get("val/loss"),
         }
+        # kept beside the policy, so an evaluation that dies (memory, a signal) can be re-run alone
+        (run_dir / "train_result.json").write_text(json.dumps({"steps": step, **train}), encoding="utf-8")
     policy = TorchPolicy.from_pretrained(run_dir / "policy")
     model = policy.model
     env_kwargs = {"render": True, "image_size": 96} if args.images else {"render": False}
@@ -124,6 +126,7 @@ def run_framework(name: str, args: argparse.Namespace, data: Path) -> dict:
         "eval_env_steps_per_s": round(report.env_steps / max(report.seconds, 1e-9), 1),
         "obs_horizon": policy.obs_horizon,
         **({"evaluated_again": True} if previous else {}),
+        **({"train_figures_from": previous["train_figures_from"]} if previous and "train_figures_from" in previous else {}),
     }
 
 
@@ -138,13 +141,36 @@ def read_rows(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-def _previous_row(out: Path, name: str, args: argparse.Namespace) -> dict:
+def _previous_row(out: Path, name: str, args: argparse.Namespace) -> dict | None:
     """The last result line of ``name`` with these observations and steps (to re-evaluate it)."""
     kind = observations(args)
     rows = [r for r in read_rows(out) if (r["framework"], r["observations"], r["steps"]) == (name, kind, args.steps)]
-    if not rows:
-        raise SystemExit(f"{name}: --evaluate-only found no earlier {kind} result with {args.steps} steps in {out}")
-    return rows[-1]
+    return rows[-1] if rows else None
+
+
+def _train_figures_from_run(run_dir: Path, name: str, args: argparse.Namespace) -> dict:
+    """Training figures of a run whose evaluation never wrote a result line: its train_result.json,
+    or for runs older than that file, the run folder itself (config.yaml is written when training
+    starts, the policy when it ends; losses from metrics.jsonl)."""
+    saved = run_dir / "train_result.json"
+    if saved.is_file():
+        figures = json.loads(saved.read_text(encoding="utf-8"))
+    else:
+        metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text(encoding="utf-8").splitlines()]
+        train = [m for m in metrics if "train/loss" in m]
+        val = [m for m in metrics if "val/loss" in m]
+        seconds = (run_dir / "policy" / "model.safetensors").stat().st_mtime - (run_dir / "config.yaml").stat().st_mtime
+        figures = {
+            "steps": train[-1]["step"] if train else 0,
+            "train_seconds": round(seconds, 1),
+            "train_samples_per_s": round(train[-1]["step"] * args.batch_size / seconds, 1) if train else 0.0,
+            "final_train_loss": train[-1]["train/loss"] if train else None,
+            "val_loss": val[-1]["val/loss"] if val else None,
+            "train_figures_from": "run folder times",
+        }
+    if figures["steps"] != args.steps:
+        raise SystemExit(f"{name}: {run_dir} trained {figures['steps']} steps, not --steps {args.steps}")
+    return figures
 
 
 def markdown_table(path: Path) -> str:

@@ -106,6 +106,43 @@ def test_videos_and_the_report_are_written(tmp_path):
     assert "eval test" in page.read_text() and "metaworld-reach" in page.read_text()
 
 
+def test_environments_are_closed_once_no_queued_episode_needs_them(monkeypatch):
+    """One open environment per slot at a time, whatever the number of tasks: rendering
+    environments hold ~160 MB each, and keeping every slot's env of every task ran out of memory."""
+    import librobot.robots.sim.api as sim_api
+
+    real_make_env, opened, closed = sim_api.make_env, [], []
+
+    def tracking_make_env(name, **kwargs):
+        env = real_make_env(name, **kwargs)
+        real_close = env.close
+        opened.append(name)
+
+        def close():
+            closed.append(name)
+            real_close()
+
+        env.close = close
+        return env
+
+    monkeypatch.setattr(sim_api, "make_env", tracking_make_env)
+    open_counts = []
+    policy = ConstantPolicy(chunk=4)
+    original = policy.predict_chunk
+
+    def counting(observation, task=None):
+        open_counts.append(len(opened) - len(closed))
+        return original(observation, task)
+
+    policy.predict_chunk = counting
+    tasks = ["metaworld-reach", "metaworld-button-press", "metaworld-drawer-close"]
+    report = evaluate_closed_loop(policy, tasks, 3, num_envs=2, max_steps=8, env_kwargs={"render": False})
+    assert len(report.results) == 9 and set(report.per_env()) == set(tasks)
+    assert sorted(opened) == sorted(closed)  # everything closed at the end
+    assert opened.count("metaworld-reach") == 2 and len(opened) == 6  # each slot made one env per task
+    assert max(open_counts) <= 2  # never more than one per slot
+
+
 def test_bad_arguments_name_the_problem(tmp_path):
     with pytest.raises(ConfigError, match="episodes >= 1"):
         evaluate_closed_loop(ConstantPolicy(4), "metaworld-reach", 0)

@@ -219,12 +219,21 @@ def evaluate_closed_loop(
     queue = list(reversed(jobs))
     bar = _Progress(len(jobs))
 
+    def release(slot: _Slot, keep: tuple[int, str, bool] | None) -> None:
+        """Close this slot's environments that no queued episode needs: a rendering environment
+        holds ~160 MB, and one per slot per task ran a 6-task, 25-slot evaluation out of memory."""
+        pending = {(name, video) for name, _, video in queue}
+        for key in [k for k in envs_cache if k[0] == id(slot) and k != keep and k[1:] not in pending]:
+            envs_cache.pop(key).close()
+
     def start(slot: _Slot) -> bool:
         if not queue:
             slot.job = None
+            release(slot, None)
             return False
         name, episode_seed, video = queue.pop()
         key = (id(slot), name, video)
+        release(slot, key)
         if key not in envs_cache:  # rendering is slow on a CPU: only video episodes render unless asked
             envs_cache[key] = make_env(name, **({**kwargs, "render": True} if video else kwargs))
         slot.env, slot.env_name, slot.job = envs_cache[key], name, (name, episode_seed, video)
