@@ -125,8 +125,9 @@ def run_framework(name: str, args: argparse.Namespace, data: Path) -> dict:
         "eval_seconds": round(report.seconds, 1),
         "eval_env_steps_per_s": round(report.env_steps / max(report.seconds, 1e-9), 1),
         "obs_horizon": policy.obs_horizon,
-        **({"evaluated_again": True} if previous else {}),
+        # a result line evaluated again, or training figures recovered from the run folder
         **({"train_figures_from": previous["train_figures_from"]} if previous and "train_figures_from" in previous else {}),
+        **({"evaluated_again": True} if previous and "train_figures_from" not in previous else {}),
     }
 
 
@@ -154,7 +155,7 @@ def _train_figures_from_run(run_dir: Path, name: str, args: argparse.Namespace) 
     starts, the policy when it ends; losses from metrics.jsonl)."""
     saved = run_dir / "train_result.json"
     if saved.is_file():
-        figures = json.loads(saved.read_text(encoding="utf-8"))
+        figures = {**json.loads(saved.read_text(encoding="utf-8")), "train_figures_from": saved.name}
     else:
         metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text(encoding="utf-8").splitlines()]
         train = [m for m in metrics if "train/loss" in m]
