@@ -48,6 +48,7 @@ def ensure_dataset(path: Path, tasks: list[str], demos: int, images: bool) -> No
 def run_framework(name: str, args: argparse.Namespace, data: Path) -> dict:
     import torch
 
+    from librobot.core.checkpoint import atomic_write_text
     from librobot.serve.torch_policy import TorchPolicy
     from librobot.train.config import load_run_config
     from librobot.train.evaluation.closed_loop import evaluate_closed_loop
@@ -65,11 +66,16 @@ def run_framework(name: str, args: argparse.Namespace, data: Path) -> dict:
         "logging.log_every_n_steps=200",
     ]
     _, raw = load_run_config(str(config), overrides)
-    previous = None
+    provenance: dict = {}  # how an --evaluate-only row got its training figures
     if args.evaluate_only:  # evaluate a trained policy again; training figures from its result line or run folder
         if not (run_dir / "policy").is_dir():
             raise SystemExit(f"{name}: --evaluate-only needs a trained policy in {run_dir / 'policy'}")
-        previous = _previous_row(Path(args.out), name, args) or _train_figures_from_run(run_dir, name, args)
+        previous = _previous_row(Path(args.out), name, args)
+        if previous is not None:
+            provenance = {"evaluated_again": True}
+        else:
+            previous = _train_figures_from_run(run_dir, name, args)
+            provenance = {"train_figures_from": previous["train_figures_from"]}
         train = {k: previous[k] for k in ("train_seconds", "train_samples_per_s", "final_train_loss", "val_loss")}
         step = previous["steps"]
     else:
@@ -86,7 +92,7 @@ def run_framework(name: str, args: argparse.Namespace, data: Path) -> dict:
             "val_loss": result.eval_metrics.get("val/loss"),
         }
         # kept beside the policy, so an evaluation that dies (memory, a signal) can be re-run alone
-        (run_dir / "train_result.json").write_text(json.dumps({"steps": step, **train}), encoding="utf-8")
+        atomic_write_text(run_dir / "train_result.json", json.dumps({"steps": step, **train}))
     policy = TorchPolicy.from_pretrained(run_dir / "policy")
     model = policy.model
     env_kwargs = {"render": True, "image_size": 96} if args.images else {"render": False}
@@ -125,9 +131,7 @@ def run_framework(name: str, args: argparse.Namespace, data: Path) -> dict:
         "eval_seconds": round(report.seconds, 1),
         "eval_env_steps_per_s": round(report.env_steps / max(report.seconds, 1e-9), 1),
         "obs_horizon": policy.obs_horizon,
-        # a result line evaluated again, or training figures recovered from the run folder
-        **({"train_figures_from": previous["train_figures_from"]} if previous and "train_figures_from" in previous else {}),
-        **({"evaluated_again": True} if previous and "train_figures_from" not in previous else {}),
+        **provenance,
     }
 
 
@@ -157,7 +161,7 @@ def _train_figures_from_run(run_dir: Path, name: str, args: argparse.Namespace) 
     if saved.is_file():
         figures = {**json.loads(saved.read_text(encoding="utf-8")), "train_figures_from": saved.name}
     else:
-        metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text(encoding="utf-8").splitlines()]
+        metrics = read_rows(run_dir / "metrics.jsonl")
         train = [m for m in metrics if "train/loss" in m]
         val = [m for m in metrics if "val/loss" in m]
         seconds = (run_dir / "policy" / "model.safetensors").stat().st_mtime - (run_dir / "config.yaml").stat().st_mtime

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch
 from torch import Tensor, nn
 
 from librobot.core.errors import SpecError
@@ -155,10 +154,8 @@ class Transformer(nn.Module):
         rotary = self.layers[0].self_attn.rotary if len(self.layers) else None
         if rotary is not None and kwargs.get("rotary_tables") is None:
             # every layer rotates at the same positions: form the angles once, not twice per layer
-            positions = kwargs.get("positions")
-            if positions is None:
-                start = 0 if past_kv is None else past_kv[0][0].shape[2]
-                positions = torch.arange(start, start + x.shape[1], device=x.device)
+            start = 0 if past_kv is None else past_kv[0][0].shape[2]
+            positions = Attention._positions(kwargs.get("positions"), x.shape[1], start, x.device)
             kwargs["rotary_tables"] = rotary.tables(positions, rotary_dtype(x.dtype))
         caches: list[KVCache] = []
         for i, layer in enumerate(self.layers):

@@ -157,7 +157,7 @@ class _Slot:
     """One of the lockstep environments and the episode it is running."""
 
     env: Any = None
-    env_name: str = ""
+    env_key: tuple[str, bool] | None = None  # (env name, renders video) of ``env``
     runtime: Any = None
     proxy: Any = None
     clock: SimClock | None = None
@@ -214,29 +214,30 @@ def evaluate_closed_loop(
     batched = supports_batch(policy)
     report = ClosedLoopReport()
     slots = [_Slot() for _ in range(min(num_envs, len(jobs)))]
-    envs_cache: dict[tuple[int, str, bool], Any] = {}
     started = time.perf_counter()
     queue = list(reversed(jobs))
     bar = _Progress(len(jobs))
 
-    def release(slot: _Slot, keep: tuple[int, str, bool] | None) -> None:
-        """Close this slot's environments that no queued episode needs: a rendering environment
-        holds ~160 MB, and one per slot per task ran a 6-task, 25-slot evaluation out of memory."""
-        pending = {(name, video) for name, _, video in queue}
-        for key in [k for k in envs_cache if k[0] == id(slot) and k != keep and k[1:] not in pending]:
-            envs_cache.pop(key).close()
+    def close_env(slot: _Slot) -> None:
+        if slot.env is not None:
+            slot.env.close()
+        slot.env, slot.env_key = None, None
 
     def start(slot: _Slot) -> bool:
         if not queue:
             slot.job = None
-            release(slot, None)
+            close_env(slot)
             return False
         name, episode_seed, video = queue.pop()
-        key = (id(slot), name, video)
-        release(slot, key)
-        if key not in envs_cache:  # rendering is slow on a CPU: only video episodes render unless asked
-            envs_cache[key] = make_env(name, **({**kwargs, "render": True} if video else kwargs))
-        slot.env, slot.env_name, slot.job = envs_cache[key], name, (name, episode_seed, video)
+        # One open environment per slot: jobs come task by task, so a slot that moves on never
+        # needs its previous one again (a rendering environment holds ~160 MB; keeping one per
+        # slot per task ran a 6-task, 25-slot evaluation out of memory).
+        if slot.env_key != (name, video):
+            close_env(slot)
+            # rendering is slow on a CPU: only video episodes render unless asked
+            slot.env = make_env(name, **({**kwargs, "render": True} if video else kwargs))
+            slot.env_key = (name, video)
+        slot.job = (name, episode_seed, video)
         slot.clock = SimClock()
         slot.proxy = _PrecomputedChunk(policy.action_dim, policy.chunk_size, obs_horizon(policy))
         config = RuntimeConfig(control_hz=float(slot.env.fps), mode="sync", n_action_steps=n_action_steps)
@@ -295,8 +296,8 @@ def evaluate_closed_loop(
                     start(s)
     finally:
         bar.close()
-        for env in envs_cache.values():
-            env.close()
+        for slot in slots:
+            close_env(slot)
     report.seconds = time.perf_counter() - started
     report.results.sort(key=lambda r: (names.index(r.env), r.seed))
     return report
