@@ -7,6 +7,10 @@ framework (so a long run keeps what it finished) and summarised as a table at th
 
     python benchmarks/learning.py --frameworks groot act --steps 4000 --episodes 50
     python benchmarks/learning.py --images          # 96x96 camera observations (slower)
+    python benchmarks/learning.py --images --frameworks rt2 --resume   # continue a killed run
+
+Training checkpoints every --checkpoint-every steps, so a run killed mid-training (a signal, the
+end of a session) continues from its last checkpoint with --resume, exactly as if uninterrupted.
 
 This is not a test: a full run of every framework takes hours on a 2-core CPU.
 """
@@ -30,6 +34,8 @@ TASKS = [
     "metaworld-drawer-close",
     "metaworld-button-press",
 ]
+LOG_EVERY = 200  # training steps per metrics line
+_RESUMED = ("resumed", "train_seconds_from")  # the fields that mark a row trained in several parts
 
 
 def ensure_dataset(path: Path, tasks: list[str], demos: int, images: bool) -> None:
@@ -61,12 +67,12 @@ def run_framework(name: str, args: argparse.Namespace, data: Path) -> dict:
         f"train.max_steps={args.steps}",
         f"train.batch_size={args.batch_size}",
         f"run_dir={run_dir}",
-        "checkpoint.every_n_steps=0",
+        f"checkpoint.every_n_steps={args.checkpoint_every}",
         "eval.every_n_steps=0",
-        "logging.log_every_n_steps=200",
+        f"logging.log_every_n_steps={LOG_EVERY}",
     ]
     _, raw = load_run_config(str(config), overrides)
-    provenance: dict = {}  # how an --evaluate-only row got its training figures
+    provenance: dict = {}  # how a resumed or --evaluate-only row got its training figures
     if args.evaluate_only:  # evaluate a trained policy again; training figures from its result line or run folder
         if not (run_dir / "policy").is_dir():
             raise SystemExit(f"{name}: --evaluate-only needs a trained policy in {run_dir / 'policy'}")
@@ -75,16 +81,23 @@ def run_framework(name: str, args: argparse.Namespace, data: Path) -> dict:
             provenance = {"evaluated_again": True}
         else:
             previous = _train_figures_from_run(run_dir, name, args)
-            provenance = {"train_figures_from": previous["train_figures_from"]}
+            provenance = {k: previous[k] for k in ("train_figures_from", *_RESUMED) if k in previous}
         train = {k: previous[k] for k in ("train_seconds", "train_samples_per_s", "final_train_loss", "val_loss")}
         step = previous["steps"]
     else:
+        resumed = args.resume and _has_checkpoint(run_dir)
         started = time.perf_counter()
-        result = train_from_config(raw, configure_logs=False)
+        result = train_from_config(raw, resume="auto" if args.resume else None, configure_logs=False)
         train_seconds = time.perf_counter() - started
         if result.step < args.steps:  # stopped early (a signal): a partial run is no result
-            raise SystemExit(f"{name}: training stopped at step {result.step} of {args.steps}; no result written")
+            raise SystemExit(
+                f"{name}: training stopped at step {result.step} of {args.steps}; no result written "
+                "(continue it with --resume)"
+            )
         step = result.step
+        if resumed:  # this process ran only the last part: count every step's time from the metrics
+            train_seconds = _train_seconds_from_metrics(read_rows(run_dir / "metrics.jsonl"))
+            provenance = dict(zip(_RESUMED, (True, "metrics.jsonl step times")))
         train = {
             "train_seconds": round(train_seconds, 1),
             "train_samples_per_s": round(result.step * args.batch_size / train_seconds, 1),
@@ -92,7 +105,7 @@ def run_framework(name: str, args: argparse.Namespace, data: Path) -> dict:
             "val_loss": result.eval_metrics.get("val/loss"),
         }
         # kept beside the policy, so an evaluation that dies (memory, a signal) can be re-run alone
-        atomic_write_text(run_dir / "train_result.json", json.dumps({"steps": step, **train}))
+        atomic_write_text(run_dir / "train_result.json", json.dumps({"steps": step, **train, **provenance}))
     policy = TorchPolicy.from_pretrained(run_dir / "policy")
     model = policy.model
     env_kwargs = {"render": True, "image_size": 96} if args.images else {"render": False}
@@ -151,6 +164,24 @@ def _previous_row(out: Path, name: str, args: argparse.Namespace) -> dict | None
     kind = observations(args)
     rows = [r for r in read_rows(out) if (r["framework"], r["observations"], r["steps"]) == (name, kind, args.steps)]
     return rows[-1] if rows else None
+
+
+def _has_checkpoint(run_dir: Path) -> bool:
+    from librobot.train.checkpointing import CheckpointManager
+
+    return CheckpointManager(run_dir / "checkpoints").latest() is not None
+
+
+def _train_seconds_from_metrics(metrics: list[dict]) -> float:
+    """Time spent in training steps over a run trained in several parts: each metrics line holds the
+    mean step time of the steps since the line before (a checkpoint carries the open window's time
+    across a resume; lines logged past the resumed checkpoint were dropped by the trainer)."""
+    seconds, previous = 0.0, 0
+    for line in metrics:
+        if "step_time_s" in line:
+            seconds += line["step_time_s"] * (line["step"] - previous)
+            previous = line["step"]
+    return round(seconds, 1)
 
 
 def _train_figures_from_run(run_dir: Path, name: str, args: argparse.Namespace) -> dict:
@@ -214,6 +245,13 @@ def main() -> int:
         action="store_true",
         help="evaluate the policies already trained in --runs again (training figures from --out's earlier lines)",
     )
+    parser.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=500,
+        help="training steps between checkpoints (0: only the final one)",
+    )
+    parser.add_argument("--resume", action="store_true", help="continue a killed run from its last checkpoint")
     parser.add_argument("--runs", default="runs/learning")
     parser.add_argument("--out", default="benchmarks/results/learning.jsonl")
     parser.add_argument("--table", metavar="RESULTS", help="print a results file as a markdown table and exit")
@@ -221,6 +259,8 @@ def main() -> int:
     if args.table:
         print(markdown_table(Path(args.table)))
         return 0
+    if args.resume and args.evaluate_only:
+        parser.error("--resume continues training; --evaluate-only skips it: pick one")
     frameworks = args.frameworks or list_vlas()
     data = Path(args.data or f"data/metaworld{len(args.tasks)}{'-images' if args.images else ''}")
     ensure_dataset(data, args.tasks, args.demos, args.images)

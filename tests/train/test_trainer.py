@@ -304,3 +304,27 @@ def test_metrics_file_is_truncated_to_the_resumed_step(tmp_path):
     train_from_config(cfg, resume="auto", configure_logs=False)
     steps = [s for s, _ in train_losses(run)]
     assert steps == [5, 10, 15]
+
+
+def test_resume_with_a_parameter_that_never_got_a_gradient_is_exact(tmp_path):
+    # a camera embedding in a state-only run: AdamW keeps no state for it, which once broke resume
+    def trainer(run, resume=None, callbacks=()):
+        torch.manual_seed(0)
+        model = toy_reach_policy(dataset=data, hidden_dim=32, depth=1)
+        model.unused_embed = nn.Parameter(torch.randn(4, 3))
+        cfg = tiny_config(run, train={"max_steps": 12, "deterministic": True}, checkpoint={"every_n_steps": 6})
+        return Trainer(model, data, config=cfg, resume=resume, callbacks=list(callbacks))
+
+    data = toy_reach_dataset(96, horizon=4, image_size=8)
+    trainer(tmp_path / "full").fit()
+    assert trainer(tmp_path / "cut", callbacks=[SendSignalAt(8)]).fit().step == 8
+    saved = json.loads((tmp_path / "cut" / "checkpoints" / "step_000000008" / "trainer_state.json").read_text())
+    assert saved["window"]["steps"] == 3 and saved["window"]["train_s"] > 0  # steps 6-8 of the window ending at 10
+    resumed = trainer(tmp_path / "cut", resume="auto")
+    resumed.setup()
+    assert resumed._window["train_s"] == saved["window"]["train_s"]
+    assert resumed.fit().step == 12
+    a, b = final_tensors(tmp_path / "full"), final_tensors(tmp_path / "cut")
+    assert a.keys() == b.keys() and "unused_embed" in a
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert train_losses(tmp_path / "cut") == train_losses(tmp_path / "full")

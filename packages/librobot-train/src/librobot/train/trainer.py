@@ -255,7 +255,17 @@ class Trainer:
     def load_optimizer_state(self, state: dict[str, Any]) -> None:
         from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
 
-        options = StateDictOptions(full_state_dict=self.dist.strategy == "fsdp")
+        # A parameter that never received a gradient (a camera embedding in a state-only run) has no
+        # optimizer state; that is not a broken checkpoint, and the optimizer skips it either way.
+        saved = state.get("state", {})
+        stateless = [k for g in state.get("param_groups", []) for k in g.get("params", []) if k not in saved]
+        if stateless and self.is_main:
+            log.info(
+                "resume: %d parameters have no optimizer state yet (no gradient so far): %s",
+                len(stateless),
+                ", ".join(map(str, stateless[:5])) + (" ..." if len(stateless) > 5 else ""),
+            )
+        options = StateDictOptions(full_state_dict=self.dist.strategy == "fsdp", strict=not stateless)
         set_optimizer_state_dict(self.module, self.optimizer, state, options=options)
 
     def ema_source_tensors(self) -> dict[str, torch.Tensor]:
@@ -275,6 +285,7 @@ class Trainer:
                 "terms": {k: float(v) for k, v in w["terms"].items()},
                 "steps": w["steps"],
                 "samples": w["samples"],
+                "train_s": w["train_s"],  # so the first window after a resume reports its whole step time
             },
             "last_eval_step": self.last_eval_step,
             "world_size": self.dist.world_size,
@@ -307,6 +318,7 @@ class Trainer:
             k: torch.tensor(v, dtype=torch.float64, device=self.dist.device) for k, v in w.get("terms", {}).items()
         }
         self._window["steps"], self._window["samples"] = int(w.get("steps", 0)), int(w.get("samples", 0))
+        self._window["train_s"] = float(w.get("train_s", 0.0))
         self.last_eval_step = state.get("last_eval_step")
 
     # ================================================================== requests from callbacks
