@@ -9,8 +9,9 @@ framework (so a long run keeps what it finished) and summarised as a table at th
     python benchmarks/learning.py --images          # 96x96 camera observations (slower)
     python benchmarks/learning.py --images --frameworks rt2 --resume   # continue a killed run
 
-Training checkpoints every --checkpoint-every steps, so a run killed mid-training (a signal, the
-end of a session) continues from its last checkpoint with --resume, exactly as if uninterrupted.
+Training checkpoints every --checkpoint-every steps and evaluation logs each episode as it ends, so
+a run killed part-way (a signal, the end of a session) continues with --resume: training from its
+last checkpoint, exactly as if uninterrupted, then only the evaluation episodes still missing.
 
 This is not a test: a full run of every framework takes hours on a 2-core CPU.
 """
@@ -116,6 +117,8 @@ def run_framework(name: str, args: argparse.Namespace, data: Path) -> dict:
         num_envs=args.num_envs,
         n_action_steps=args.n_action_steps,
         env_kwargs=env_kwargs,
+        episode_log=run_dir / "eval_episodes.jsonl",
+        resume=args.resume,
     )
     text = ["reach the goal"]
     state = torch.zeros(1, model.state_dim) if model.state_dim else None
@@ -144,6 +147,7 @@ def run_framework(name: str, args: argparse.Namespace, data: Path) -> dict:
         "eval_seconds": round(report.seconds, 1),
         "eval_env_steps_per_s": round(report.env_steps / max(report.seconds, 1e-9), 1),
         "obs_horizon": policy.obs_horizon,
+        **({"eval_resumed_episodes": report.resumed_episodes} if report.resumed_episodes else {}),
         **provenance,
     }
 
@@ -251,7 +255,9 @@ def main() -> int:
         default=500,
         help="training steps between checkpoints (0: only the final one)",
     )
-    parser.add_argument("--resume", action="store_true", help="continue a killed run from its last checkpoint")
+    parser.add_argument(
+        "--resume", action="store_true", help="continue a killed run: training from its checkpoint, then evaluation"
+    )
     parser.add_argument("--runs", default="runs/learning")
     parser.add_argument("--out", default="benchmarks/results/learning.jsonl")
     parser.add_argument("--table", metavar="RESULTS", help="print a results file as a markdown table and exit")
@@ -259,8 +265,6 @@ def main() -> int:
     if args.table:
         print(markdown_table(Path(args.table)))
         return 0
-    if args.resume and args.evaluate_only:
-        parser.error("--resume continues training; --evaluate-only skips it: pick one")
     frameworks = args.frameworks or list_vlas()
     data = Path(args.data or f"data/metaworld{len(args.tasks)}{'-images' if args.images else ''}")
     ensure_dataset(data, args.tasks, args.demos, args.images)

@@ -8,6 +8,7 @@ import json
 import pytest
 
 from librobot.core.cli import build_parser
+from librobot.core.cli import main as librobot_main
 from librobot.train.commands import demo_settings
 from librobot.train.pipeline import DemoSettings, run_demo, train_config
 
@@ -34,6 +35,21 @@ def test_demo_stages_write_their_outputs_and_are_reused(tmp_path):
     assert "record_s" not in again.timings and "train_s" not in again.timings  # reused, not redone
     assert {p: p.stat().st_mtime_ns for p in recorded} == recorded
     assert (out / "run" / "policy" / "manifest.json").stat().st_mtime_ns == policy_time
+
+    # `librobot eval` on the trained run; an interrupted evaluation continues with --resume
+    ev = tmp_path / "eval"
+    command = ["eval", str(out / "run"), "--env", "metaworld-reach", "--episodes", "2", "--num-envs", "1",
+               "--max-steps", "6", "--videos", "0", "--out", str(ev)]  # fmt: skip
+    assert librobot_main(command) == 0
+    report = json.loads((ev / "report.json").read_text())
+    assert report["episodes"] == 2 and report["resumed_episodes"] == 0 and report["env_steps"] >= 2
+    lines = (ev / "episodes.jsonl").read_text().splitlines()
+    assert len(lines) == 3
+    (ev / "episodes.jsonl").write_text("\n".join(lines[:2]) + "\n")  # the second episode was lost
+    assert librobot_main([*command, "--resume"]) == 0
+    resumed = json.loads((ev / "report.json").read_text())
+    assert resumed["episodes"] == 2 and resumed["resumed_episodes"] == 1
+    assert [r["seed"] for r in resumed["results"]] == [r["seed"] for r in report["results"]]
 
 
 def test_demo_trains_the_framework_asked_for_with_the_tiny_vlm(tmp_path):

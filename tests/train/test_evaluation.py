@@ -143,6 +143,35 @@ def test_environments_are_closed_once_no_queued_episode_needs_them(monkeypatch):
     assert max(open_counts) <= 2  # never more than one per slot
 
 
+def test_an_evaluation_that_died_resumes_from_its_episode_log(tmp_path):
+    log_path = tmp_path / "episodes.jsonl"
+
+    def run(resume, **overrides):
+        policy = MetaWorldStatePolicy("reach-v3", chunk=1)
+        options = dict(num_envs=2, env_kwargs={"render": False}, episode_log=log_path, resume=resume, **overrides)
+        return policy, evaluate_closed_loop(policy, "metaworld-reach", 4, **options)
+
+    _, full = run(resume=False)
+    lines = log_path.read_text().splitlines()
+    assert len(lines) == 5 and json.loads(lines[0])["settings"]["episodes"] == 4
+    logged = [json.loads(line) for line in lines[1:]]
+    assert [e["totals"]["env_steps"] for e in logged] == sorted(e["totals"]["env_steps"] for e in logged)
+    # died after two episodes, mid-way through writing the third line
+    log_path.write_text("\n".join(lines[:3]) + "\n" + lines[3][:25])
+    policy, resumed = run(resume=True)
+    assert resumed.resumed_episodes == 2 and len(resumed.results) == 4
+    again = {(e["episode"]["env"], e["episode"]["seed"]) for e in logged[2:]}
+    assert policy.calls == sum(r.length for r in resumed.results if (r.env, r.seed) in again)  # only those ran
+    assert [(r.seed, r.success, r.length) for r in resumed.results] == [(r.seed, r.success, r.length) for r in full.results]
+    assert resumed.env_steps >= logged[1]["totals"]["env_steps"] + policy.calls
+    assert resumed.seconds > logged[1]["totals"]["seconds"]
+    with pytest.raises(ConfigError, match=r"other settings \(n_action_steps differ\); delete it to start over"):
+        run(resume=True, n_action_steps=2)
+    policy, fresh = run(resume=False)  # without resume an old log is replaced, not continued
+    assert fresh.resumed_episodes == 0 and policy.calls == sum(r.length for r in fresh.results)
+    assert len(log_path.read_text().splitlines()) == 5
+
+
 def test_bad_arguments_name_the_problem(tmp_path):
     with pytest.raises(ConfigError, match="episodes >= 1"):
         evaluate_closed_loop(ConstantPolicy(4), "metaworld-reach", 0)

@@ -106,6 +106,8 @@ def _run_eval(args: argparse.Namespace) -> int:
         env_kwargs=kwargs,
         videos_per_env=args.videos,
         video_dir=out / "videos",
+        episode_log=out / "episodes.jsonl",
+        resume=args.resume,
     )
     print("\n".join(summary_lines(report)))
     page = write_report(report, out, title=f"evaluation of {args.policy}", extra={"policy": str(args.policy)})
@@ -127,8 +129,9 @@ def add_eval(subparsers: Any) -> None:
     p.add_argument("--n-action-steps", type=int, default=None, help="actions executed per chunk (default: all)")
     p.add_argument("--max-steps", type=int, default=None)
     p.add_argument("--videos", type=int, default=1, help="rollout videos per env")
-    p.add_argument("--out", default="eval", help="report folder")
+    p.add_argument("--out", default="eval", help="report folder (episodes.jsonl there gets each episode as it ends)")
     p.add_argument("--env-arg", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--resume", action="store_true", help="keep the episodes of an earlier, interrupted run in --out")
     p.set_defaults(func=_run_eval)
 
 

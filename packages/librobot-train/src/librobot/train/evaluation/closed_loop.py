@@ -19,6 +19,7 @@ import numpy as np
 from librobot.core.errors import ConfigError, SpecError
 from librobot.core.interfaces import PolicyInterface
 from librobot.core.logging import get_logger, progress_enabled
+from librobot.train.evaluation.episode_log import EpisodeLog
 
 log = get_logger("train.eval")
 EVAL_SEED = 1_000_000  # far from the seeds demonstrations are recorded with
@@ -59,6 +60,7 @@ class ClosedLoopReport:
     env_steps: int = 0
     policy_calls: int = 0  # batched forward passes
     chunks: int = 0  # chunks computed (≥ policy_calls: several envs per pass)
+    resumed_episodes: int = 0  # taken from an episode log, not run by this call
 
     def per_env(self) -> dict[str, EnvSummary]:
         out: dict[str, EnvSummary] = {}
@@ -86,6 +88,7 @@ class ClosedLoopReport:
             "env_steps": self.env_steps,
             "policy_calls": self.policy_calls,
             "chunks": self.chunks,
+            "resumed_episodes": self.resumed_episodes,
             "per_env": {k: {**asdict(v), "ci95": list(v.ci95)} for k, v in self.per_env().items()},
             "results": [asdict(r) for r in self.results],
         }
@@ -193,11 +196,15 @@ def evaluate_closed_loop(
     env_kwargs: Mapping[str, Any] | None = None,
     videos_per_env: int = 0,
     video_dir: str | Path | None = None,
+    episode_log: str | Path | None = None,
+    resume: bool = False,
 ) -> ClosedLoopReport:
     """Run ``episodes`` episodes of each env; ``policy`` may batch (``predict_chunks``) or not.
 
     ``n_action_steps`` actions of each chunk run before the next inference (default: the whole
     chunk). The first ``videos_per_env`` episodes of each env are rendered to mp4 in ``video_dir``.
+    ``episode_log``: a JSONL file that gets each episode as it finishes; with ``resume`` the
+    episodes already there are kept and only the missing ones run (see ``episode_log``).
     """
     from librobot.robots.sim.api import make_env
     from librobot.serve.protocols import obs_horizon, supports_batch
@@ -213,6 +220,13 @@ def evaluate_closed_loop(
     jobs = [(name, seed + 10_000 * i + k, k < videos_per_env) for i, name in enumerate(names) for k in range(episodes)]
     batched = supports_batch(policy)
     report = ClosedLoopReport()
+    log_file = None
+    if episode_log is not None:
+        settings = dict(envs=names, episodes=episodes, seed=seed, n_action_steps=n_action_steps, max_steps=max_steps,
+                        env_kwargs=kwargs, videos_per_env=videos_per_env)
+        log_file = EpisodeLog(episode_log, settings)
+        jobs = _take_logged_episodes(log_file, resume, report, jobs)
+    earlier_seconds = report.seconds
     slots = [_Slot() for _ in range(min(num_envs, len(jobs)))]
     started = time.perf_counter()
     queue = list(reversed(jobs))
@@ -254,7 +268,12 @@ def evaluate_closed_loop(
             from librobot.train.evaluation.video import write_video
 
             path = str(write_video(Path(video_dir) / f"{name}_seed{episode_seed}.mp4", slot.frames, fps=slot.env.fps))
-        report.results.append(EpisodeResult(name, slot.env.task, episode_seed, success, slot.steps, path))
+        result = EpisodeResult(name, slot.env.task, episode_seed, success, slot.steps, path)
+        report.results.append(result)
+        if log_file is not None:
+            totals = dict(seconds=earlier_seconds + time.perf_counter() - started, env_steps=report.env_steps,
+                          policy_calls=report.policy_calls, chunks=report.chunks)
+            log_file.append({"episode": asdict(result), "totals": totals})
         bar.advance(success)
 
     try:
@@ -298,9 +317,28 @@ def evaluate_closed_loop(
         bar.close()
         for slot in slots:
             close_env(slot)
-    report.seconds = time.perf_counter() - started
+        if log_file is not None:
+            log_file.close()
+    report.seconds = earlier_seconds + time.perf_counter() - started
     report.results.sort(key=lambda r: (names.index(r.env), r.seed))
     return report
+
+
+def _take_logged_episodes(log_file: EpisodeLog, resume: bool, report: ClosedLoopReport, jobs: list) -> list:
+    """When resuming, move the episodes ``log_file`` holds (and its totals) into ``report``; else
+    start the log anew. Returns the jobs still to run."""
+    done, totals = log_file.load() if resume else ([], {})
+    if not done:
+        log_file.start_new()
+        return jobs
+    report.results = [EpisodeResult(**r) for r in done]
+    report.resumed_episodes = len(done)
+    report.env_steps, report.policy_calls = int(totals["env_steps"]), int(totals["policy_calls"])
+    report.chunks, report.seconds = int(totals["chunks"]), float(totals["seconds"])
+    finished = {(r.env, r.seed) for r in report.results}
+    left = [job for job in jobs if job[:2] not in finished]
+    log.info("%s: %d episodes already done, %d to run", log_file.path, len(done), len(left))
+    return left
 
 
 class _Progress:
