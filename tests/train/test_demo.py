@@ -52,6 +52,30 @@ def test_demo_stages_write_their_outputs_and_are_reused(tmp_path):
     assert [r["seed"] for r in resumed["results"]] == [r["seed"] for r in report["results"]]
 
 
+def test_an_interrupted_demo_continues_its_training(tmp_path):
+    from _train_testlib import SendSignalAt, train_losses
+
+    from librobot.train.record import record_dataset
+    from librobot.train.run import train_from_config
+
+    settings = DemoSettings(
+        out=tmp_path / "demo", tasks=("metaworld-reach",), demos=2, steps=8, batch_size=8, episodes=1,
+        videos=0, num_envs=1, export=False,
+    )  # fmt: skip
+    data, run = settings.out / "data", settings.out / "run"
+    record_dataset(["metaworld-reach"], 2, data, env_kwargs={"render": False})
+    config = train_config(settings, data, run)
+    config["logging"]["log_every_n_steps"] = 2
+    stopped = train_from_config(config, callbacks=[SendSignalAt(5)], configure_logs=False)  # Ctrl-C at step 5
+    assert stopped.step == 5 and (run / "policy" / "manifest.json").is_file()
+    settings.steps = 8
+    run_demo(settings)
+    assert "train_s" in settings.timings  # the half-trained policy was not taken as the result
+    # the first part's lines are kept; the demo's own config logs every 50 steps, so the end once
+    assert [step for step, _ in train_losses(run)] == [2, 4, 8]
+    assert json.loads((run / "checkpoints" / "latest.json").read_text())["step"] == 8
+
+
 def test_demo_trains_the_framework_asked_for_with_the_tiny_vlm(tmp_path):
     config = train_config(DemoSettings(framework="act", steps=123), tmp_path / "data", tmp_path / "run")
     assert config["model"] == {"factory": "vla", "framework": "act", "vlm": "librobot-tiny-vlm"}

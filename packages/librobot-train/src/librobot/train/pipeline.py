@@ -7,7 +7,8 @@
 5. write a report: curves, success rates with 95% intervals, rollout videos, export figures.
 
 Every stage writes into one folder, and a finished stage is not redone when the command is run
-again (delete the folder, or pass --fresh, to start over).
+again (delete the folder, or pass --fresh, to start over); an interrupted training continues from
+its last checkpoint and an interrupted evaluation keeps the episodes it finished.
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ def train_config(s: DemoSettings, data: Path, run_dir: Path) -> dict[str, Any]:
         "optimizer": {"name": "adamw", "lr": 3.0e-4, "weight_decay": 0.01},
         "scheduler": {"name": "cosine", "warmup_steps": min(100, s.steps // 10), "min_lr_ratio": 0.05},
         "ema": {"enabled": True, "max_decay": 0.995},
-        "checkpoint": {"every_n_steps": 0, "keep_last": 1, "monitor": "val/loss"},
+        "checkpoint": {"every_n_steps": 500, "keep_last": 1, "monitor": "val/loss"},
         "eval": {"every_n_steps": 0, "max_batches": 10},
         "logging": {"log_every_n_steps": 50},
         "callbacks": [{"name": "export-policy"}],
@@ -64,6 +65,14 @@ def train_config(s: DemoSettings, data: Path, run_dir: Path) -> dict[str, Any]:
 def _stage(s: DemoSettings, name: str) -> float:
     log.info("== %s", name)
     return time.perf_counter()
+
+
+def _training_done(run_dir: Path, steps: int) -> bool:
+    """A policy from a training that reached ``steps`` (an interrupted training exports one too)."""
+    from librobot.train.checkpointing import CheckpointManager
+
+    latest = CheckpointManager(run_dir / "checkpoints").read_pointer("latest")
+    return (run_dir / "policy" / "manifest.json").is_file() and latest is not None and latest["step"] >= steps
 
 
 def run_demo(s: DemoSettings) -> Path:
@@ -80,11 +89,12 @@ def run_demo(s: DemoSettings) -> Path:
         record_dataset(list(s.tasks), s.demos, data, env_kwargs={"render": False})
         s.timings["record_s"] = time.perf_counter() - t
 
-    if not (run_dir / "policy" / "manifest.json").is_file():
+    if not _training_done(run_dir, s.steps):
         from librobot.train.run import train_from_config
 
         t = _stage(s, f"2/5 training {s.framework} (tiny VLM) for {s.steps} steps")
-        train_from_config(train_config(s, data, run_dir), configure_logs=False)
+        # an interrupted training (Ctrl-C checkpoints; a kill loses at most 500 steps) continues
+        train_from_config(train_config(s, data, run_dir), resume="auto", configure_logs=False)
         s.timings["train_s"] = time.perf_counter() - t
 
     from librobot.serve.torch_policy import TorchPolicy
@@ -92,8 +102,10 @@ def run_demo(s: DemoSettings) -> Path:
 
     t = _stage(s, f"3/5 closed-loop evaluation: {s.episodes} episodes per task")
     policy = TorchPolicy.from_pretrained(run_dir / "policy")
+    # the episodes of an interrupted evaluation are kept, unless the policy was trained just now
     report = evaluate_closed_loop(policy, list(s.tasks), s.episodes, num_envs=s.num_envs, n_action_steps=8,
-                                  env_kwargs={"render": False}, videos_per_env=s.videos, video_dir=s.out / "videos")
+                                  env_kwargs={"render": False}, videos_per_env=s.videos, video_dir=s.out / "videos",
+                                  episode_log=s.out / "episodes.jsonl", resume="train_s" not in s.timings)
     s.timings["eval_s"] = time.perf_counter() - t
     for line in summary_lines(report):
         log.info("%s", line)
