@@ -35,8 +35,6 @@ TASKS = [
     "metaworld-drawer-close",
     "metaworld-button-press",
 ]
-LOG_EVERY = 200  # training steps per metrics line
-_RESUMED = ("resumed", "train_seconds_from")  # the fields that mark a row trained in several parts
 
 
 def ensure_dataset(path: Path, tasks: list[str], demos: int, images: bool) -> None:
@@ -70,7 +68,7 @@ def run_framework(name: str, args: argparse.Namespace, data: Path) -> dict:
         f"run_dir={run_dir}",
         f"checkpoint.every_n_steps={args.checkpoint_every}",
         "eval.every_n_steps=0",
-        f"logging.log_every_n_steps={LOG_EVERY}",
+        "logging.log_every_n_steps=200",
     ]
     _, raw = load_run_config(str(config), overrides)
     provenance: dict = {}  # how a resumed or --evaluate-only row got its training figures
@@ -82,11 +80,10 @@ def run_framework(name: str, args: argparse.Namespace, data: Path) -> dict:
             provenance = {"evaluated_again": True}
         else:
             previous = _train_figures_from_run(run_dir, name, args)
-            provenance = {k: previous[k] for k in ("train_figures_from", *_RESUMED) if k in previous}
+            provenance = {k: previous[k] for k in ("train_figures_from", "resumed_from_step") if k in previous}
         train = {k: previous[k] for k in ("train_seconds", "train_samples_per_s", "final_train_loss", "val_loss")}
         step = previous["steps"]
     else:
-        resumed = args.resume and _has_checkpoint(run_dir)
         started = time.perf_counter()
         result = train_from_config(raw, resume="auto" if args.resume else None, configure_logs=False)
         train_seconds = time.perf_counter() - started
@@ -96,9 +93,9 @@ def run_framework(name: str, args: argparse.Namespace, data: Path) -> dict:
                 "(continue it with --resume)"
             )
         step = result.step
-        if resumed:  # this process ran only the last part: count every step's time from the metrics
-            train_seconds = _train_seconds_from_metrics(read_rows(run_dir / "metrics.jsonl"))
-            provenance = dict(zip(_RESUMED, (True, "metrics.jsonl step times")))
+        if result.start_step:  # this process ran only the last part: the trainer's time in every step
+            train_seconds = result.train_seconds
+            provenance = {"resumed_from_step": result.start_step}
         train = {
             "train_seconds": round(train_seconds, 1),
             "train_samples_per_s": round(result.step * args.batch_size / train_seconds, 1),
@@ -163,29 +160,17 @@ def read_rows(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
+def latest_rows(paths: list[Path]) -> list[dict]:
+    """The latest result line per (framework, observations, steps) over these files."""
+    latest = {(r["framework"], r["observations"], r["steps"]): r for p in paths for r in read_rows(p)}
+    return list(latest.values())
+
+
 def _previous_row(out: Path, name: str, args: argparse.Namespace) -> dict | None:
     """The last result line of ``name`` with these observations and steps (to re-evaluate it)."""
     kind = observations(args)
     rows = [r for r in read_rows(out) if (r["framework"], r["observations"], r["steps"]) == (name, kind, args.steps)]
     return rows[-1] if rows else None
-
-
-def _has_checkpoint(run_dir: Path) -> bool:
-    from librobot.train.checkpointing import CheckpointManager
-
-    return CheckpointManager(run_dir / "checkpoints").latest() is not None
-
-
-def _train_seconds_from_metrics(metrics: list[dict]) -> float:
-    """Time spent in training steps over a run trained in several parts: each metrics line holds the
-    mean step time of the steps since the line before (a checkpoint carries the open window's time
-    across a resume; lines logged past the resumed checkpoint were dropped by the trainer)."""
-    seconds, previous = 0.0, 0
-    for line in metrics:
-        if "step_time_s" in line:
-            seconds += line["step_time_s"] * (line["step"] - previous)
-            previous = line["step"]
-    return round(seconds, 1)
 
 
 def _train_figures_from_run(run_dir: Path, name: str, args: argparse.Namespace) -> dict:
@@ -215,12 +200,12 @@ def _train_figures_from_run(run_dir: Path, name: str, args: argparse.Namespace) 
 
 def markdown_table(path: Path) -> str:
     """A markdown table of a results file: the latest line per (framework, observations, steps)."""
-    latest = {(r["framework"], r["observations"], r["steps"]): r for r in read_rows(path)}
-    tasks = list(dict.fromkeys(t for r in latest.values() for t in r["per_task"]))
+    latest = latest_rows([path])
+    tasks = list(dict.fromkeys(t for r in latest for t in r["per_task"]))
     head = ["framework", "obs", "steps", "mean success [95% CI]", *(t.removeprefix("metaworld-") for t in tasks)]
     head += ["train s", "samples/s", "predict b1 ms"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in sorted(latest.values(), key=lambda r: (r["observations"], -r["success_mean"])):
+    for r in sorted(latest, key=lambda r: (r["observations"], -r["success_mean"])):
         lo, hi = r["success_ci95"]
         cells = [r["framework"], r["observations"], str(r["steps"])]
         cells.append(f"{100 * r['success_mean']:.1f}% [{100 * lo:.0f}, {100 * hi:.0f}]")

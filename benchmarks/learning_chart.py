@@ -15,14 +15,9 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from learning import read_rows
+from learning import latest_rows
 
 COLORS = {"state": "#4c72b0", "state+image96": "#dd8452"}
-
-
-def latest_rows(paths: list[Path]) -> list[dict]:
-    latest = {(r["framework"], r["observations"], r["steps"]): r for p in paths for r in read_rows(p)}
-    return list(latest.values())
 
 
 def draw(rows: list[dict], out: Path) -> Path:

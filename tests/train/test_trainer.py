@@ -316,14 +316,19 @@ def test_resume_with_a_parameter_that_never_got_a_gradient_is_exact(tmp_path):
         return Trainer(model, data, config=cfg, resume=resume, callbacks=list(callbacks))
 
     data = toy_reach_dataset(96, horizon=4, image_size=8)
-    trainer(tmp_path / "full").fit()
+    full = trainer(tmp_path / "full").fit()
+    assert full.start_step == 0 and full.train_seconds > 0
     assert trainer(tmp_path / "cut", callbacks=[SendSignalAt(8)]).fit().step == 8
     saved = json.loads((tmp_path / "cut" / "checkpoints" / "step_000000008" / "trainer_state.json").read_text())
     assert saved["window"]["steps"] == 3 and saved["window"]["train_s"] > 0  # steps 6-8 of the window ending at 10
+    assert saved["train_seconds"] >= saved["window"]["train_s"]
     resumed = trainer(tmp_path / "cut", resume="auto")
     resumed.setup()
     assert resumed._window["train_s"] == saved["window"]["train_s"]
-    assert resumed.fit().step == 12
+    assert resumed.train_seconds == saved["train_seconds"]
+    result = resumed.fit()
+    assert result.step == 12 and result.start_step == 8
+    assert result.train_seconds > saved["train_seconds"]  # both parts' step time, not only the last one
     a, b = final_tensors(tmp_path / "full"), final_tensors(tmp_path / "cut")
     assert a.keys() == b.keys() and "unused_embed" in a
     assert all(torch.equal(a[k], b[k]) for k in a)

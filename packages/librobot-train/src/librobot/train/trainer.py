@@ -68,6 +68,8 @@ class TrainResult:
     stop_reason: str | None
     train_metrics: dict[str, Any] = field(default_factory=dict)  # the last logged training record
     eval_metrics: dict[str, Any] = field(default_factory=dict)  # the last evaluation
+    train_seconds: float = 0.0  # time in training steps over the whole run, resumed parts included
+    start_step: int = 0  # the step this process started from (> 0 after a resume)
 
 
 class Trainer:
@@ -96,6 +98,8 @@ class Trainer:
         self.resume = resume if resume is not None else self.config.resume
         self.max_steps = self.config.train.max_steps
         self.step = 0
+        self.start_step = 0
+        self.train_seconds = 0.0  # in training steps (data included), carried across resumes
         self.stop_reason: str | None = None
         self.batch_checked = False
         self.last_eval_step: int | None = None
@@ -216,7 +220,7 @@ class Trainer:
         else:
             state = restore_training_checkpoint(self, path)
             self.last_checkpoint = path
-            self.last_saved_step = self.step
+            self.last_saved_step = self.start_step = self.step
             if self.is_main:
                 log.info("resumed from %s (step %d, epoch %d)", path, state["step"], state["data"]["epoch"])
         if self.is_main:
@@ -288,6 +292,7 @@ class Trainer:
                 "train_s": w["train_s"],  # so the first window after a resume reports its whole step time
             },
             "last_eval_step": self.last_eval_step,
+            "train_seconds": self.train_seconds,
             "world_size": self.dist.world_size,
             "batch_size": self.config.train.batch_size,
             "grad_accum_steps": self.config.train.grad_accum_steps,
@@ -320,6 +325,7 @@ class Trainer:
         self._window["steps"], self._window["samples"] = int(w.get("steps", 0)), int(w.get("samples", 0))
         self._window["train_s"] = float(w.get("train_s", 0.0))
         self.last_eval_step = state.get("last_eval_step")
+        self.train_seconds = float(state.get("train_seconds", 0.0))
 
     # ================================================================== requests from callbacks
     def request_checkpoint(self, best: dict[str, Any] | None = None) -> None:
@@ -374,6 +380,7 @@ class Trainer:
     def _record(self, out: dict[str, Any], seconds: float) -> None:
         w = self._window
         w["train_s"] += seconds
+        self.train_seconds += seconds
         w["loss"] += out["loss"]
         for key, value in out["terms"].items():
             w["terms"][key] = w["terms"].get(key, 0.0) + value
@@ -447,6 +454,8 @@ class Trainer:
             self.stop_reason,
             dict(self.last_train_metrics),
             dict(self.last_eval_metrics),
+            self.train_seconds,
+            self.start_step,
         )
 
     def _loop(self) -> None:
