@@ -2,7 +2,8 @@
 
 import pytest
 
-from librobot.core.errors import ConfigError
+from librobot.core.errors import ConfigError, UntrustedCodeError
+from librobot.core.references import code_references
 from librobot.train.config import RunConfig, load_run_config, to_run_config
 from librobot.train.factories import build_callbacks, build_datasets, build_model
 
@@ -67,7 +68,7 @@ def test_factory_arguments_and_names_are_checked():
         build_model({"hidden_dim": 3})
     with pytest.raises(ConfigError, match=r"key 'callbacks.0': .*unexpected keyword argument 'patiense'.*patience"):
         build_callbacks([{"name": "early-stopping", "patiense": 3}])
-    with pytest.raises(ConfigError, match=r"cannot import 'nowhere.mod:fn'"):
+    with code_references(), pytest.raises(ConfigError, match=r"key 'model.factory': cannot import 'nowhere.mod:fn'"):
         build_model({"factory": "nowhere.mod:fn"})
 
 
@@ -82,5 +83,31 @@ def test_val_split_is_built_from_overrides_and_the_model_is_sized_from_data():
         }
     )
     assert (len(train), len(val)) == (20, 7)
-    model = build_model({"factory": "librobot.train.toy_reach:toy_reach_policy", "hidden_dim": 16}, dataset=train)
+    section = {"factory": "librobot.train.toy_reach:toy_reach_policy", "hidden_dim": 16}
+    with pytest.raises(UntrustedCodeError, match=r"key 'model.factory': 'librobot.train.toy_reach:toy_reach_policy' names code"):
+        build_model(section, dataset=train)  # a 'module:attr' is honoured only for the user's own config
+    with code_references():
+        model = build_model(section, dataset=train)
     assert (model.state_dim, model.action_dim, model.horizon, model.cameras) == (2, 2, 5, ())
+
+
+def test_the_users_own_config_may_name_code_to_train_with(tmp_path):
+    """`librobot train CONFIG` honours a 'module:function' factory of the config it was given."""
+    from librobot.train.run import train_from_config
+
+    run, _ = load_run_config(
+        "toy-reach",
+        [
+            "model.factory=librobot.train.toy_reach:toy_reach_policy",
+            "model.hidden_dim=16",
+            "data.num_samples=32",
+            "data.val.num_samples=8",
+            "train.max_steps=2",
+            "train.batch_size=8",
+            f"run_dir={tmp_path / 'run'}",
+            "checkpoint.every_n_steps=2",
+            "eval.every_n_steps=2",
+        ],
+    )
+    result = train_from_config(run, configure_logs=False)
+    assert result.step == 2 and (tmp_path / "run" / "checkpoints").is_dir()

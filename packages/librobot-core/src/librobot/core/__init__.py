@@ -20,6 +20,7 @@ from librobot.core.errors import (
     RegistryError,
     SpecError,
     UnknownComponentError,
+    UntrustedCodeError,
 )
 from librobot.core.registry import CATEGORIES, Registry, add_category, create, get_registry, register, registries
 
@@ -40,6 +41,7 @@ _LAZY = {
     "configure_logging": "librobot.core.logging",
     "require": "librobot.core.extras",
     "load_plugin_dir": "librobot.core.plugins",
+    "code_references": "librobot.core.references",
 }
 
 __all__ = [
@@ -55,6 +57,7 @@ __all__ = [
     "RegistryError",
     "SpecError",
     "UnknownComponentError",
+    "UntrustedCodeError",
     "add_category",
     "create",
     "get_registry",

@@ -15,6 +15,10 @@ class ConfigError(LibroBotError, ValueError):
     """A configuration file or override is invalid (unknown key, wrong type, bad interpolation)."""
 
 
+class UntrustedCodeError(ConfigError):
+    """A config or artifact names code to import ("module:attr") where only registered names are honoured."""
+
+
 class RegistryError(LibroBotError):
     """Base for registry problems."""
 

@@ -16,13 +16,13 @@ Unknown arguments are reported with the config key and the arguments the factory
 
 from __future__ import annotations
 
-import importlib
 import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from librobot.core.errors import ConfigError, UnknownComponentError
-from librobot.core.registry import add_category, get_registry
+from librobot.core.references import resolve
+from librobot.core.registry import add_category
 
 MODEL_CATEGORY = "train_model"
 DATA_CATEGORY = "dataset"
@@ -30,22 +30,15 @@ add_category(MODEL_CATEGORY)  # a category of this package: exists as soon as th
 
 
 def resolve_factory(spec: Any, category: str, key: str) -> Callable[..., Any]:
-    """A registered name in ``category`` or a ``"module:attr"`` path → the callable."""
+    """A registered name in ``category`` or a ``"module:attr"`` path → the callable. A path is
+    honoured only inside ``code_references()`` (``train_from_config`` opens it for its config)."""
     if not isinstance(spec, str) or not spec:
         raise ConfigError(f"key '{key}': name a '{category}' registry entry or 'package.module:function', got {spec!r}")
-    if ":" in spec:
-        module_name, _, attr = spec.partition(":")
-        try:
-            obj: Any = importlib.import_module(module_name)
-            for part in attr.split("."):
-                obj = getattr(obj, part)
-        except (ImportError, AttributeError) as exc:
-            raise ConfigError(f"key '{key}': cannot import {spec!r}: {exc}") from exc
-        return obj
     try:
-        return get_registry(category).get(spec)
+        factory: Callable[..., Any] = resolve(spec, category, key=f"key '{key}'")
     except UnknownComponentError as exc:
-        raise ConfigError(f"key '{key}': {exc}") from None
+        raise ConfigError(str(exc)) from None
+    return factory
 
 
 def call_factory(factory: Callable[..., Any], kwargs: Mapping[str, Any], key: str, **extra: Any) -> Any:

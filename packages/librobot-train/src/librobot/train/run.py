@@ -21,7 +21,24 @@ def train_from_config(
     configure_logs: bool = True,
 ) -> Any:
     """Build datasets, model and callbacks from a config (see ``librobot.train.factories``), train,
-    and return the ``TrainResult``. Under ``torchrun`` every process calls this."""
+    and return the ``TrainResult``. Under ``torchrun`` every process calls this.
+
+    The config is the caller's own, so its ``module:attr`` factories are honoured here (and only
+    here: artifacts loaded during the run refuse them, see ``librobot.core.references``)."""
+    from librobot.core.references import code_references
+
+    with code_references():
+        return _train(cfg, run_dir=run_dir, resume=resume, callbacks=callbacks, configure_logs=configure_logs)
+
+
+def _train(
+    cfg: RunConfig | Mapping[str, Any] | Any,
+    *,
+    run_dir: str | Path | None,
+    resume: Any,
+    callbacks: Iterable[Any],
+    configure_logs: bool,
+) -> Any:
     from librobot.core.seeding import seed_everything
     from librobot.train.distributed import DistContext
     from librobot.train.factories import build_callbacks, build_datasets, build_model

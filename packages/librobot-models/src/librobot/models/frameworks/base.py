@@ -217,11 +217,14 @@ class AbstractVLA(nn.Module, VLAInterface):
         return save_policy(self, directory)
 
     @classmethod
-    def from_pretrained(cls, directory: str | Path, *, device: str | torch.device = "cpu", verify: bool = True) -> AbstractVLA:
-        """Load a policy folder written by ``save_pretrained`` (checksums verified first)."""
+    def from_pretrained(
+        cls, directory: str | Path, *, device: str | torch.device = "cpu", verify: bool = True, trust_remote_code: bool = False
+    ) -> AbstractVLA:
+        """Load a policy folder written by ``save_pretrained`` (checksums verified first). The folder
+        is data: a ``module:attr`` it names is refused unless ``trust_remote_code`` (librobot.core.references)."""
         from librobot.models.frameworks.persistence import load_policy
 
-        model = load_policy(directory, device=device, verify=verify)
+        model = load_policy(directory, device=device, verify=verify, trust_remote_code=trust_remote_code)
         if cls is not AbstractVLA and not isinstance(model, cls):
             raise SpecError(f"{directory} holds a {type(model).__name__}, not a {cls.__name__}; use AbstractVLA.from_pretrained")
         return model

@@ -27,7 +27,8 @@ from librobot.core.checkpoint import (
     write_json,
     write_manifest,
 )
-from librobot.core.errors import CheckpointError
+from librobot.core.errors import CheckpointError, UnknownComponentError
+from librobot.core.references import code_references
 from librobot.core.registry import get_registry
 
 if TYPE_CHECKING:
@@ -81,22 +82,52 @@ def save_policy(model: AbstractVLA, directory: str | Path) -> Path:
     return directory
 
 
-def load_policy(directory: str | Path, *, device: str | torch.device = "cpu", verify: bool = True) -> AbstractVLA:
-    directory = Path(directory)
+def load_policy(
+    directory: str | Path, *, device: str | torch.device = "cpu", verify: bool = True, trust_remote_code: bool = False
+) -> AbstractVLA:
+    """The policy in ``directory``. Everything it names is resolved against the registries; a
+    ``module:attr`` reference in it is refused (an edited folder must not run code on whoever loads it)
+    unless the caller trusts the folder with ``trust_remote_code=True``."""
+    with code_references(trust_remote_code):
+        return _load_policy(Path(directory), device=device, verify=verify)
+
+
+def _described_parts(meta: dict[str, Any], directory: Path) -> tuple[str, str, dict[str, Any]]:
+    """(framework name, VLM name, framework config) of a policy's config.json, each checked."""
+    vlm = meta.get("vlm")
+    parts = (meta.get("framework"), vlm.get("name") if isinstance(vlm, dict) else None, meta.get("config"))
+    for field, value, kind in zip(("framework", "vlm.name", "config"), parts, (str, str, dict)):
+        if not isinstance(value, kind) or not value:
+            raise CheckpointError(
+                f"{directory}/config.json: '{field}' is missing or not a {kind.__name__} (found {value!r}); "
+                "the policy folder is damaged: save it again with save_pretrained"
+            )
+    return parts  # type: ignore[return-value]
+
+
+def _load_policy(directory: Path, *, device: str | torch.device, verify: bool) -> AbstractVLA:
     if verify:
         verify_checkpoint(directory)
     elif not directory.is_dir():
         raise CheckpointError(f"policy folder {directory} does not exist")
     meta = read_json(directory / "config.json")
-    if meta.get("format") != FORMAT:
-        raise CheckpointError(f"{directory}/config.json is not a LibroBot policy (format {meta.get('format')!r})")
-    if int(meta.get("version", 0)) > VERSION:
-        raise CheckpointError(f"{directory} was saved by a newer librobot-models (policy format {meta['version']}); upgrade")
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+        raise CheckpointError(f"{directory}/config.json is not a LibroBot policy (format {found!r})")
+    version_found = meta.get("version", 0)
+    if not isinstance(version_found, int):
+        raise CheckpointError(f"{directory}/config.json: 'version' must be an integer, got {version_found!r}")
+    if version_found > VERSION:
+        raise CheckpointError(f"{directory} was saved by a newer librobot-models (policy format {version_found}); upgrade")
+    framework_name, vlm_name_, config = _described_parts(meta, directory)
     from librobot.models import create_vlm
 
-    vlm = create_vlm(meta["vlm"]["name"], pretrained=str(directory / "vlm"))
-    framework = get_registry("vla").get(meta["framework"])
-    model = framework(vlm=vlm, config=meta["config"])
+    try:
+        framework = get_registry("vla").get(framework_name)
+    except UnknownComponentError as exc:
+        raise CheckpointError(f"{directory}/config.json names framework {framework_name!r}: {exc}") from None
+    vlm = create_vlm(vlm_name_, pretrained=str(directory / "vlm"))
+    model = framework(vlm=vlm, config=config)
     tensors = load_tensors(directory / "model.safetensors", framework="pt")
     missing, unexpected = model.load_state_dict(tensors, strict=False)
     missing = [k for k in missing if not k.startswith(VLM_PREFIX)]

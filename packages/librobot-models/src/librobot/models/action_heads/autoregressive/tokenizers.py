@@ -4,7 +4,6 @@ through the core registry so this package never imports librobot.data."""
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 import numpy as np
@@ -13,7 +12,11 @@ from torch import Tensor
 
 from librobot.core.errors import ConfigError, MissingExtraError, SpecError, UnknownComponentError
 from librobot.core.interfaces import ActionTokenizerInterface
+from librobot.core.logging import get_logger
+from librobot.core.references import resolve
 from librobot.core.registry import get_registry
+
+log = get_logger("models.tokenizers")
 
 
 class UniformBins:
@@ -65,23 +68,24 @@ class RegistryTokenizer:
 
 
 def _registry_name_of(cls: type) -> str:
-    """The tokenizer registry name whose target is ``cls``, else "module:Class"."""
+    """The tokenizer registry name whose target is ``cls``, else "module:Class" (a code reference,
+    which a saved policy can be reloaded with only by a caller that trusts it)."""
     target = f"{cls.__module__}:{cls.__qualname__}"
     for entry in get_registry("tokenizer").entries():
         if entry.target == target or entry.obj is cls:
             return entry.name
+    log.warning(
+        "action tokenizer %s is not registered: a policy saved with it names it as code (%s) and reloads only "
+        "with trust_remote_code=True. Register it (\"tokenizer\" registry, librobot.plugins entry point) to avoid that.",
+        cls.__qualname__,
+        target,
+    )
     return target
 
 
 def _tokenizer_class(name: str) -> Any:
-    if ":" in name:
-        module, _, attr = name.partition(":")
-        try:
-            return getattr(importlib.import_module(module), attr)
-        except (ImportError, AttributeError) as exc:
-            raise ConfigError(f"tokenizer '{name}' cannot be imported: {exc}") from exc
     try:
-        return get_registry("tokenizer").get(name)
+        return resolve(name, "tokenizer", key="tokenizer")
     except UnknownComponentError:
         registered = get_registry("tokenizer").list()
         raise MissingExtraError(

@@ -47,7 +47,9 @@ def vla_from_config(
     """The policy a config describes: ``create_vla(framework, vlm=create_vlm(...), **options)``.
 
     ``overrides`` are dotlist strings (``components.head.name=ddim``, ``horizon=8``). Unknown
-    options and component names fail with close matches before anything is built."""
+    options and component names fail with close matches before anything is built. The config is
+    the caller's own, so a ``module:attr`` it names (an action tokenizer) is honoured."""
+    from librobot.core.references import code_references
     from librobot.models import create_vla, create_vlm
 
     data = load_custom_config(source, overrides, key=key)
@@ -66,4 +68,5 @@ def vla_from_config(
     config_class = getattr(get_registry("vla").get(framework), "config_class", None)
     if config_class is not None:
         config_class.from_dict(data)  # validate every option (close-match errors) before building the VLM
-    return create_vla(framework, vlm=create_vlm(vlm_name, **vlm_options), config=data)
+    with code_references():
+        return create_vla(framework, vlm=create_vlm(vlm_name, **vlm_options), config=data)

@@ -29,7 +29,12 @@ from torch import Tensor, nn
 
 from librobot.core.errors import ConfigError, SpecError
 from librobot.core.interfaces import ActionTokenizerInterface
-from librobot.models.action_heads.autoregressive.tokenizers import UniformBins, build_tokenizer, describe
+from librobot.models.action_heads.autoregressive.tokenizers import (
+    RegistryTokenizer,
+    UniformBins,
+    build_tokenizer,
+    describe,
+)
 from librobot.models.action_heads.base import edge_fill
 from librobot.models.frameworks.openvla.tokens import (
     ActionTokenVLA,
@@ -77,8 +82,10 @@ class RT2Style(ActionTokenVLA):
             options["tokenizer"], options["tokenizer_state"] = describe(tok)
         super().__init__(vlm, action_dim, state_dim, config, **options)
         c: RT2Config = self.config
-        self.tokenizer = build_tokenizer(
-            c.tokenizer, num_bins=c.num_bins, state=c.tokenizer_state, kwargs=c.tokenizer_kwargs
+        self.tokenizer = (
+            RegistryTokenizer(tok)
+            if isinstance(tok, ActionTokenizerInterface)  # used as given: rebuilding it by name needs no trust
+            else build_tokenizer(c.tokenizer, num_bins=c.num_bins, state=c.tokenizer_state, kwargs=c.tokenizer_kwargs)
         )
         self.variable_length = not self.tokenizer.fixed_length
         width = self.tokenizer.vocab_size
