@@ -36,6 +36,8 @@ from librobot.core.checkpoint import (
 from librobot.core.errors import CheckpointError
 from librobot.core.logging import get_logger
 from librobot.core.seeding import capture_rng_state, restore_rng_state
+from librobot.train.checkpoint_checks import MISMATCH_FIX, NEW_RUN, check_model_state, check_trainer_state
+from librobot.train.errors import CheckpointMismatchError, NoResumableCheckpointError
 
 if TYPE_CHECKING:  # pragma: no cover
     from librobot.train.trainer import Trainer
@@ -56,16 +58,16 @@ class CheckpointManager:
     def dir_for(self, step: int) -> Path:
         return self.root / f"step_{step:09d}"
 
-    def steps(self) -> list[tuple[int, Path]]:
-        """Complete checkpoint directories (with a manifest), oldest first."""
+    def step_dirs(self) -> list[tuple[int, Path]]:
+        """Every ``step_*`` directory, oldest first, whether or not it is complete."""
         if not self.root.is_dir():
             return []
-        found = []
-        for child in self.root.iterdir():
-            match = _STEP_DIR.match(child.name)
-            if match and (child / MANIFEST).is_file():
-                found.append((int(match.group(1)), child))
+        found = [(int(m.group(1)), c) for c in self.root.iterdir() if (m := _STEP_DIR.match(c.name)) and c.is_dir()]
         return sorted(found)
+
+    def steps(self) -> list[tuple[int, Path]]:
+        """Complete checkpoint directories (with a manifest), oldest first."""
+        return [(step, path) for step, path in self.step_dirs() if (path / MANIFEST).is_file()]
 
     def read_pointer(self, name: str) -> dict[str, Any] | None:
         path = self.root / f"{name}.json"
@@ -75,31 +77,49 @@ class CheckpointManager:
             pointer = read_json(path)
         except CheckpointError:
             return None
-        return pointer if isinstance(pointer, dict) and "path" in pointer else None
+        # The pointer names a sibling step directory and nothing else: a path read from a file
+        # never leads outside the checkpoints folder.
+        ok = isinstance(pointer, dict) and isinstance(pointer.get("path"), str) and _STEP_DIR.match(pointer["path"])
+        return pointer if ok else None
 
     def write_pointer(self, name: str, step: int, **extra: Any) -> None:
         write_json(self.root / f"{name}.json", {"step": step, "path": self.dir_for(step).name, **extra})
 
-    def _verified(self, path: Path) -> bool:
+    @staticmethod
+    def problem(path: Path) -> str | None:
+        """Why ``path`` cannot be loaded (a missing or corrupt file, named), or None when it verifies."""
         try:
             verify_checkpoint(path)
-            return True
+            return None
         except CheckpointError as exc:
-            log.warning("skipping checkpoint %s: %s", path, exc)
-            return False
+            return str(exc)
+
+    def resumable(self) -> tuple[Path | None, list[tuple[Path, str]]]:
+        """The checkpoint to resume from: the one ``latest.json`` names, or else the newest that
+        verifies; plus the damaged ones passed over on the way (path, reason), newest first."""
+        order = []
+        pointer = self.read_pointer("latest")
+        if pointer is not None:
+            named = self.root / pointer["path"]
+            if named.is_dir():
+                order.append(named)
+            else:
+                log.warning("latest.json names %s, which is missing; looking for another checkpoint", pointer["path"])
+        order += [path for _, path in reversed(self.step_dirs())]
+        damaged: list[tuple[Path, str]] = []
+        for path in dict.fromkeys(order):
+            reason = self.problem(path)
+            if reason is None:
+                return path, damaged
+            damaged.append((path, reason))
+        return None, damaged
 
     def latest(self) -> Path | None:
         """The checkpoint ``latest.json`` names, or else the newest one that verifies."""
-        pointer = self.read_pointer("latest")
-        if pointer is not None:
-            path = self.root / pointer["path"]
-            if path.is_dir() and self._verified(path):
-                return path
-            log.warning("latest.json names %s, which is missing or corrupt; looking for another", pointer["path"])
-        for _, path in reversed(self.steps()):
-            if self._verified(path):
-                return path
-        return None
+        found, damaged = self.resumable()
+        for path, reason in damaged:
+            log.warning("skipping checkpoint %s: %s", path, reason)
+        return found
 
     def best(self) -> Path | None:
         pointer = self.read_pointer("best")
@@ -137,27 +157,59 @@ def resolve_resume(resume: Any, run_dir: str | Path) -> Path | None:
     """The checkpoint directory to resume from.
 
     ``True``/``"auto"``/``"latest"``: the run folder's latest checkpoint, or a fresh start when it
-    has none (so a preemptible job can always pass ``--resume``). A path: a checkpoint directory,
-    a ``checkpoints/`` folder or a run folder; naming one without a checkpoint is an error.
+    has none (so a preemptible job can always pass ``--resume``). A damaged latest checkpoint is
+    passed over for the newest older one that verifies (with a warning); when checkpoints exist
+    and none verifies, ``NoResumableCheckpointError``: a damaged checkpoint is never "start over".
+    A path: a checkpoint directory, a ``checkpoints/`` folder or a run folder; naming one without
+    a checkpoint is an error.
     """
     if resume is None or resume is False or resume == "":
         return None
     if resume is True or resume in ("auto", "latest"):
-        found = CheckpointManager(Path(run_dir) / "checkpoints").latest()
+        found = _resumable(Path(run_dir) / "checkpoints", run_dir)
         if found is None:
             log.info("resume: no checkpoint in %s yet, starting from scratch", run_dir)
         return found
     path = Path(str(resume))
     if (path / MANIFEST).is_file():
+        reason = CheckpointManager.problem(path)
+        if reason is not None:
+            raise NoResumableCheckpointError(
+                f"cannot resume from {path}: {reason}. Restore it from a backup, pass another checkpoint "
+                f"(--resume PATH), or {NEW_RUN}"
+            )
         return path
     for root in (path / "checkpoints", path):
         if root.is_dir():
-            found = CheckpointManager(root).latest()
+            found = _resumable(root, path)
             if found is not None:
                 return found
     raise CheckpointError(
         f"--resume {path}: no checkpoint found there (expected a checkpoint directory, a run folder or its checkpoints/ folder)"
     )
+
+
+def _resumable(root: Path, run_dir: str | Path) -> Path | None:
+    """The checkpoint of ``root`` to resume from, None when it has none; raises when all are damaged."""
+    found, damaged = CheckpointManager(root).resumable()
+    if found is None and damaged:
+        reasons = "; ".join(f"{path.name}: {reason}" for path, reason in damaged)
+        raise NoResumableCheckpointError(
+            f"cannot resume {run_dir}: none of its {len(damaged)} checkpoint(s) can be loaded ({reasons}). "
+            f"Restore the damaged checkpoint from a backup and resume again, or {NEW_RUN}; "
+            f"nothing in {run_dir} was changed"
+        )
+    if found is not None and damaged:
+        step = int(_STEP_DIR.match(found.name).group(1))  # type: ignore[union-attr]
+        log.warning(
+            "resume: checkpoint %s is damaged (%s); resuming from the older %s instead: the steps after %d are "
+            "trained again and their metrics.jsonl records replaced",
+            ", ".join(path.name for path, _ in damaged),
+            "; ".join(reason for _, reason in damaged),
+            found.name,
+            step,
+        )
+    return found
 
 
 def _untie(state: dict[str, Any]) -> dict[str, torch.Tensor]:
@@ -218,13 +270,44 @@ def save_training_checkpoint(
 
 
 def restore_training_checkpoint(trainer: Trainer, path: str | Path) -> dict[str, Any]:
-    """Load everything ``save_training_checkpoint`` wrote into ``trainer`` (every rank reads)."""
+    """Load everything ``save_training_checkpoint`` wrote into ``trainer`` (every rank reads).
+
+    Everything is checked before anything is loaded, so a checkpoint that does not fit raises a
+    ``CheckpointError`` naming the checkpoint, what is wrong and the fix, and changes nothing.
+    """
     ckpt = load_checkpoint(path, framework="pt")
     if ckpt.metadata.get("format") != FORMAT:
         raise CheckpointError(
             f"{path} is not a training checkpoint (format {ckpt.metadata.get('format')!r}); it cannot be resumed"
         )
-    state = ckpt.documents["trainer_state"]
+    absent = [f"{n}.safetensors" for n in ("model",) if n not in ckpt.tensors]
+    absent += [f"{n}.json" for n in ("trainer_state", "optimizer_layout", "rng") if n not in ckpt.documents]
+    if absent:
+        raise CheckpointMismatchError(
+            f"checkpoint {path} lacks {', '.join(absent)}: it was not written by this trainer. "
+            f"Fix: resume from another checkpoint (--resume PATH), or {NEW_RUN}"
+        )
+    state = check_trainer_state(path, ckpt.documents["trainer_state"])
+    ranks = ckpt.documents["rng"].get("ranks") if isinstance(ckpt.documents["rng"], dict) else None
+    if not isinstance(ranks, list) or not all(isinstance(r, dict) for r in ranks):
+        raise CheckpointMismatchError(
+            f"checkpoint {path}: rng.json has no 'ranks' list of RNG states; it was not written by this trainer "
+            f"or was edited. Fix: resume from another checkpoint (--resume PATH), or {NEW_RUN}"
+        )
+    check_model_state(path, ckpt.tensors["model"], trainer.module)
+    try:
+        _load_into(trainer, path, ckpt, state, ranks)
+    except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as exc:
+        if isinstance(exc, CheckpointError):
+            raise
+        detail = " ".join(f"{type(exc).__name__}: {exc}".split())  # one line, whatever torch said
+        raise CheckpointMismatchError(
+            f"checkpoint {path} could not be restored into this run ({detail[:400]}). Fix: {MISMATCH_FIX}"
+        ) from exc
+    return state
+
+
+def _load_into(trainer: Trainer, path: str | Path, ckpt: Any, state: dict[str, Any], ranks: list[Any]) -> None:
     trainer.load_model_state(ckpt.tensors["model"])
     trainer.load_optimizer_state(join_tensors(ckpt.documents["optimizer_layout"], ckpt.tensors.get("optimizer", {})))
     if trainer.ema is not None:
@@ -232,9 +315,8 @@ def restore_training_checkpoint(trainer: Trainer, path: str | Path) -> dict[str,
             log.warning("%s has no EMA weights; the EMA restarts from the current weights", path)
             trainer.ema.load(trainer.ema_source_tensors(), {})
         else:
-            trainer.ema.load(ckpt.tensors["ema"], state.get("ema", {}))
+            trainer.ema.load(ckpt.tensors["ema"], state.get("ema") or {})
     trainer.load_training_state(state)
-    ranks = ckpt.documents["rng"]["ranks"]
     if len(ranks) != trainer.dist.world_size:
         log.warning(
             "checkpoint written by %d processes, resumed by %d: RNG streams are re-derived, not restored",
@@ -244,7 +326,6 @@ def restore_training_checkpoint(trainer: Trainer, path: str | Path) -> dict[str,
         trainer.seed_training_rng(offset=state["step"])
     else:
         restore_rng_state(ranks[trainer.dist.rank])
-    return state
 
 
 def load_inference_weights(path: str | Path, module: torch.nn.Module, *, prefer_ema: bool = True) -> str:

@@ -32,7 +32,8 @@ def _add_options(parser: argparse.ArgumentParser) -> None:
         const="auto",
         default=None,
         metavar="PATH",
-        help="continue from the latest checkpoint of the run folder, or from PATH (a checkpoint or run folder)",
+        help="continue from the latest checkpoint of the run folder (a damaged one is passed over for the newest "
+        "older one that verifies; none verifying is an error), or from PATH (a checkpoint or run folder)",
     )
     parser.add_argument("--print-config", action="store_true", help="print the resolved config as JSON and exit")
 

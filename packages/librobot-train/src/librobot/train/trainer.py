@@ -210,7 +210,7 @@ class Trainer:
     def _resume_or_start(self) -> None:
         path = resolve_resume(self.resume, self.run_dir)
         if path is None:
-            existing = self.checkpoints.steps()
+            existing = self.checkpoints.step_dirs()
             if existing and not self.resume:
                 raise ConfigError(
                     f"{self.run_dir} already holds checkpoints (up to step {existing[-1][0]}); resume with --resume "
