@@ -18,6 +18,7 @@ scheduler: {name: cosine, warmup_steps: 100}
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -31,7 +32,11 @@ BUILTIN_CONFIGS = ("toy-reach",)
 
 @dataclass
 class TrainSection:
-    max_steps: int = 1000  # optimizer steps
+    max_steps: int | None = 1000  # optimizer steps (null: no step limit; needs max_time)
+    # a wall-clock budget for the time spent in training steps ("25m", "1h30m", "90s" or seconds):
+    # the run ends at max_time or max_steps, whichever comes first, and schedules follow the
+    # fraction of max_time used, so methods can be compared at equal compute
+    max_time: str | float | None = None
     batch_size: int = 32  # per process and per micro-batch
     grad_accum_steps: int = 1
     max_grad_norm: float | None = 1.0  # null: no clipping
@@ -151,6 +156,21 @@ class RunConfig:
 
 
 # ------------------------------------------------------------------------------------ value checks
+_DURATION = re.compile(r"(\d+(?:\.\d*)?)\s*(h|m|s)")
+
+
+def duration_seconds(value: str | float | int) -> float:
+    """``"25m"``, ``"1h30m"``, ``"90s"``, ``"1.5h"`` or a number of seconds → seconds."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    text = str(value).strip().lower().replace(" ", "")
+    parts = _DURATION.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise ConfigError(f"cannot read {value!r} as a duration; write e.g. 25m, 1h30m, 90s or a number of seconds")
+    return sum(float(n) * {"h": 3600.0, "m": 60.0, "s": 1.0}[u] for n, u in parts)
+
+
+
 def _positive(errors: list[str], key: str, value: float | None, *, allow_zero: bool = False) -> None:
     if value is None:
         return
@@ -163,6 +183,13 @@ def check_values(cfg: RunConfig) -> RunConfig:
     errors: list[str] = []
     t = cfg.train
     _positive(errors, "train.max_steps", t.max_steps)
+    if t.max_steps is None and t.max_time is None:
+        errors.append("key 'train.max_steps': null (no step limit) needs a time budget: set train.max_time (e.g. 25m)")
+    if t.max_time is not None:
+        try:
+            _positive(errors, "train.max_time", duration_seconds(t.max_time))
+        except ConfigError as exc:
+            errors.append(f"key 'train.max_time': {exc}")
     _positive(errors, "train.batch_size", t.batch_size)
     _positive(errors, "train.grad_accum_steps", t.grad_accum_steps)
     _positive(errors, "train.max_grad_norm", t.max_grad_norm)

@@ -19,7 +19,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,7 +48,7 @@ from librobot.train.checkpointing import (
     restore_training_checkpoint,
     save_training_checkpoint,
 )
-from librobot.train.config import RunConfig, run_config_dict, to_run_config
+from librobot.train.config import RunConfig, duration_seconds, run_config_dict, to_run_config
 from librobot.train.distributed import DistContext
 from librobot.train.ema import EMA
 from librobot.train.optim import build_optimizer
@@ -84,6 +84,7 @@ class Trainer:
         run_dir: str | Path | None = None,
         resume: Any = None,
         dist: DistContext | None = None,
+        clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise ConfigError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -96,7 +97,10 @@ class Trainer:
         self.module = model
         self.train_data, self.val_data = train_data, val_data
         self.resume = resume if resume is not None else self.config.resume
-        self.max_steps = self.config.train.max_steps
+        self.max_steps = self.config.train.max_steps  # None: only the time budget ends the run
+        max_time = self.config.train.max_time
+        self.max_time_s = duration_seconds(max_time) if max_time is not None else None
+        self._clock = clock  # times the training steps; tests pass a fake one
         self.step = 0
         self.start_step = 0
         self.train_seconds = 0.0  # in training steps (data included), carried across resumes
@@ -156,10 +160,15 @@ class Trainer:
         self.scheduler = get_registry("scheduler").create(
             cfg.scheduler.name,
             self.optimizer,
-            total_steps=self.max_steps,
+            total_steps=self.max_steps or 1,  # under a time budget the progress comes from set_progress
             warmup_steps=cfg.scheduler.warmup_steps,
             min_lr_ratio=cfg.scheduler.min_lr_ratio,
         )
+        if self.max_time_s is not None and not callable(getattr(self.scheduler, "set_progress", None)):
+            raise ConfigError(
+                f"train.max_time needs a schedule that can follow the time budget (set_progress); "
+                f"'{cfg.scheduler.name}' cannot: use cosine, linear or constant, or drop train.max_time"
+            )
         self.scaler = torch.amp.GradScaler(self.dist.device.type) if cfg.train.precision == "fp16" else None
         e = cfg.ema
         self.ema = (
@@ -425,7 +434,7 @@ class Trainer:
         self.callbacks.call("on_checkpoint", self, path)
 
     def fit(self) -> TrainResult:
-        """Train to ``train.max_steps`` (or until a stop request); return where things ended."""
+        """Train to ``train.max_steps`` or ``train.max_time`` (or until a stop request); return where things ended."""
         previous_det = torch.are_deterministic_algorithms_enabled()
         handlers = self._install_signal_handlers()
         try:
@@ -462,13 +471,17 @@ class Trainer:
         cfg = self.config
         every_eval, log_every = cfg.eval.every_n_steps, cfg.logging.log_every_n_steps
         has_eval = self.has_evaluation
-        while self.step < self.max_steps:
-            start = time.perf_counter()
+        spent = self._budget_spent()
+        while not spent:
+            if self.max_time_s is not None:
+                self.scheduler.set_progress(self.budget_fraction)
+            start = self._clock()
             out = train_step(self)
             self.step += 1
-            self._record(out, time.perf_counter() - start)
+            self._record(out, self._clock() - start)
             self.callbacks.call("on_step_end", self)
-            if self.step % log_every == 0 or self.step == self.max_steps:
+            spent = self._budget_spent()
+            if self.step % log_every == 0 or spent:
                 self._log_training()
             if has_eval and every_eval and self.step % every_eval == 0:
                 self._run_evaluation()
@@ -484,10 +497,31 @@ class Trainer:
             if stopping:
                 self.stop_reason = self._stop_request or "stop requested on another rank"
                 return
+        if self.max_time_s is not None:
+            self.scheduler.set_progress(self.budget_fraction)  # the schedule's state at the end of the budget
+        if self.max_time_s is not None and self.train_seconds >= self.max_time_s:
+            self.stop_reason = f"time budget reached ({self.max_time_s:.0f} s of training at step {self.step})"
+            if self.is_main:
+                log.info("%s", self.stop_reason)
         if has_eval and cfg.eval.at_end and self.last_eval_step != self.step:
             self._run_evaluation()
         if self._checkpoint_request is not None or (cfg.checkpoint.save_final and self.last_saved_step != self.step):
             self._save()
+
+    @property
+    def budget_fraction(self) -> float:
+        """How much of the run's budget is spent, in [0, 1]: time under ``max_time``, else steps."""
+        if self.max_time_s is not None:
+            return min(1.0, self.train_seconds / self.max_time_s)
+        return min(1.0, self.step / self.max_steps) if self.max_steps else 1.0
+
+    def _budget_spent(self) -> bool:
+        if self.max_time_s is not None and self.dist.world_size > 1:
+            # rank 0's clock for every rank: they must stop at the same step (or DDP hangs at the
+            # next collective) and follow the same schedule (or their weights drift apart)
+            self.train_seconds = float(self.dist.broadcast_json(self.train_seconds))
+        over_time = self.max_time_s is not None and self.train_seconds >= self.max_time_s
+        return over_time or (self.max_steps is not None and self.step >= self.max_steps)
 
     # ================================================================== signals
     def _install_signal_handlers(self) -> dict[int, Any]:

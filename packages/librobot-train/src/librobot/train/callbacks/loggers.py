@@ -76,6 +76,22 @@ class JSONLLogger(Callback):
             self.writer.close()
 
 
+def _progress(trainer: Trainer) -> tuple[float, float | None]:
+    """(done, total) for the progress bar: seconds of a time budget, else steps."""
+    if getattr(trainer, "max_time_s", None) is not None:
+        return trainer.train_seconds, trainer.max_time_s
+    return trainer.step, trainer.max_steps
+
+
+def _target(trainer: Trainer) -> str:
+    """Where the run ends: "3000", "25m budget", or "3000 or 25m budget"."""
+    budget = getattr(trainer, "max_time_s", None)
+    parts = [str(trainer.max_steps)] if trainer.max_steps is not None else []
+    if budget is not None:
+        parts.append(f"{budget / 60:.4g}m budget ({100 * trainer.budget_fraction:.0f}% used)")
+    return " or ".join(parts)
+
+
 class ConsoleLogger(Callback):
     """A rich progress bar (loss, lr, samples/s) on a terminal; plain log lines otherwise."""
 
@@ -109,12 +125,13 @@ class ConsoleLogger(Callback):
                 transient=False,
             )
             self._progress.start()
-            self._task = self._progress.add_task("train", total=trainer.max_steps, completed=trainer.step, info="")
+            done, total = _progress(trainer)
+            self._task = self._progress.add_task("train", total=total, completed=done, info="")
         log.info(
-            "training %s from step %d to %d on %s (%d process%s, %s)",
+            "training %s from step %d to %s on %s (%d process%s, %s)",
             trainer.run_name,
             trainer.step,
-            trainer.max_steps,
+            _target(trainer),
             trainer.dist.device,
             trainer.dist.world_size,
             "es" if trainer.dist.world_size > 1 else "",
@@ -123,7 +140,7 @@ class ConsoleLogger(Callback):
 
     def on_step_end(self, trainer: Trainer) -> None:
         if self._progress is not None:
-            self._progress.update(self._task, completed=trainer.step)
+            self._progress.update(self._task, completed=_progress(trainer)[0])
 
     def on_log(self, trainer: Trainer, metrics: dict[str, Any]) -> None:
         if "train/loss" in metrics:
@@ -137,7 +154,7 @@ class ConsoleLogger(Callback):
             if self._progress is not None:
                 self._progress.update(self._task, info=text)
             else:
-                log.info("step %d/%d  %s", trainer.step, trainer.max_steps, text)
+                log.info("step %d/%s  %s", trainer.step, _target(trainer), text)
         else:
             shown = "  ".join(
                 f"{k} {v:.4g}" for k, v in _scalars(metrics).items() if not k.startswith(("time", "epoch"))
