@@ -1,4 +1,4 @@
-"""``librobot data convert|info|stats|view|formats`` (added to the ``librobot`` command through the
+"""``librobot data convert|info|stats|verify|view|formats`` (added to the ``librobot`` command through the
 ``librobot.cli`` entry point)."""
 
 from __future__ import annotations
@@ -106,6 +106,31 @@ def _cmd_stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from librobot.data.store import verify_store
+
+    report = verify_store(args.path)
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+        return 0 if report.ok else 1
+    for problem in report.problems:
+        print(problem.line())
+    how = (
+        "against their recorded checksums" if report.checksums else "for presence and decoding (no checksums recorded)"
+    )
+    if report.ok:
+        print(f"{report.path}: all {report.chunks} chunks of {report.arrays} arrays intact, checked {how}")
+        return 0
+    counts = {kind: sum(p.problem == kind for p in report.problems) for kind in ("missing", "corrupt", "unrecorded")}
+    print(
+        f"{report.path}: {len(report.problems)} damaged ("
+        + ", ".join(f"{n} {kind}" for kind, n in counts.items() if n)
+        + f") of {report.chunks} chunks in {report.arrays} arrays, checked {how}; "
+        "re-convert the dataset or restore these files"
+    )
+    return 1
+
+
 def _cmd_view(args: argparse.Namespace) -> int:
     from librobot.data.view import render_episode
 
@@ -168,6 +193,13 @@ def add_commands(subparsers: Any) -> None:
     stats.add_argument("--recompute", action="store_true", help="ignore stored statistics")
     stats.add_argument("--json", action="store_true")
     stats.set_defaults(func=_cmd_stats)
+
+    verify = sub.add_parser(
+        "verify", help="check every chunk file of a store (missing, truncated, changed); exit 1 if any is damaged"
+    )
+    verify.add_argument("path")
+    verify.add_argument("--json", action="store_true")
+    verify.set_defaults(func=_cmd_verify)
 
     view = sub.add_parser("view", help="write PNG plots and an HTML page of one episode")
     view.add_argument("path")

@@ -24,7 +24,7 @@ from typing import Any
 from librobot.core.logging import get_logger, track
 from librobot.data.errors import ConversionError, DataFormatError, EpisodeError
 from librobot.data.formats.base import EpisodeSource, detect_format, get_format
-from librobot.data.store.layout import dir_size
+from librobot.data.store.layout import STORE_VERSION, dir_size, read_record
 from librobot.data.store.reader import EpisodeStore
 from librobot.data.store.writer import EpisodeWriter
 
@@ -110,9 +110,16 @@ def convert(
     _clean_stale(dst)
     if dst.exists():
         existing = writer.read_stamp(dst)
-        if existing and existing.get("fingerprint") == stamp["fingerprint"]:
+        old = _old_store_version(dst) if writer.name == "store" else None
+        if existing and existing.get("fingerprint") == stamp["fingerprint"] and old is None:
             log.info("%s is up to date (same source and options); nothing to do", dst)
             return _result(dst, src_format, writer.name, existing, started, skipped=True)
+        if old is not None and not overwrite:
+            raise ConversionError(
+                f"{dst} is a version-{old} store; this librobot-data writes version {STORE_VERSION}, which "
+                "records every chunk so that a lost one is an error rather than zeros. Pass overwrite=True "
+                "(--overwrite) to re-convert it"
+            )
         if not overwrite:
             raise ConversionError(
                 f"{dst} already exists and was not made from this source with these options; pass overwrite=True (--overwrite) to replace it"
@@ -147,6 +154,15 @@ def convert(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return _result(dst, src_format, writer.name, stamp, started, skipped=False)
+
+
+def _old_store_version(path: Path) -> int | None:
+    """The version of the store at ``path`` when an older writer made it (re-convert it), else None."""
+    try:
+        version = int(read_record(path)["version"])
+    except DataFormatError:
+        return None  # not a readable store: the fingerprint check decides
+    return version if version < STORE_VERSION else None
 
 
 def _fsync_tree(path: Path) -> None:

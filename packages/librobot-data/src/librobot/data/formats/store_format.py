@@ -20,8 +20,8 @@ class StoreFormat(DatasetFormat):
     def detect(cls, path: Path) -> bool:
         return is_store(path)
 
-    def open(self, path: str | Path, *, fast: bool = True) -> EpisodeStore:
-        return EpisodeStore(path, fast=fast)
+    def open(self, path: str | Path, *, fast: bool = True, missing_chunks: str = "error") -> EpisodeStore:
+        return EpisodeStore(path, fast=fast, missing_chunks=missing_chunks)
 
     def write(
         self, store: Any, path: str | Path, *, image_chunk_frames: int | None = None, compressor: str = "lz4"

@@ -6,6 +6,11 @@ sample needs a few small reads, so that overhead would dominate. For the layouts
 blosc / zstd / gzip, default chunk keys, on a local file system) this module reads and decodes the
 chunk files itself, ~10x faster. Anything else falls back to zarr, the reference path; tests check
 that both return the same arrays.
+
+A chunk file that is absent or does not decode raises ``StoreChunkError`` naming the array, the
+chunk and the fix; it is never read as the fill value (``missing="fill"`` only serves stores of
+version 1, whose writer skipped chunks that held nothing but zeros). The check costs nothing on
+the hot path: the file is opened anyway, and its absence is the ``open`` failing.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from librobot.data.errors import DataFormatError
+from librobot.data.errors import DataFormatError, StoreChunkError
 
 _DECODERS = ("blosc", "zstd", "gzip")
 
@@ -36,18 +41,41 @@ def _decoder(name: str) -> Any:
 class ChunkReader:
     """Reads ``[start, stop)`` along axis 0 of one zarr v3 array directory."""
 
-    def __init__(self, array_dir: str | Path) -> None:
+    def __init__(
+        self,
+        array_dir: str | Path,
+        *,
+        name: str | None = None,
+        store: str | Path | None = None,
+        missing: str = "error",
+        hint: str | None = None,
+    ) -> None:
         self.dir = Path(array_dir)
+        # the store's arrays live at <store>/<group>/<array>: name them that way in messages
+        self.store = Path(store) if store is not None else self.dir.parent.parent
+        self.name = name or f"{self.dir.parent.name}/{self.dir.name}"
+        if missing not in ("error", "fill"):
+            raise ValueError(f"missing must be 'error' or 'fill', got {missing!r}")
+        self.missing = missing
+        self.hint = hint or (
+            f"re-convert the dataset or restore the file; `librobot data verify {self.store}` lists every damaged chunk"
+        )
         meta_path = self.dir / "zarr.json"
         try:
             meta = json.loads(meta_path.read_text(encoding="utf-8"))
+            self.shape = tuple(int(n) for n in meta["shape"])
+            self.dtype = np.dtype(meta["data_type"])
+            self.chunk_shape = tuple(int(n) for n in meta["chunk_grid"]["configuration"]["chunk_shape"])
         except FileNotFoundError:
-            raise DataFormatError(f"{meta_path} is missing: the store's array '{self.dir.name}' is gone") from None
-        except json.JSONDecodeError as exc:
+            raise DataFormatError(f"{meta_path} is missing: the store's array '{self.name}' is gone") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise DataFormatError(f"{meta_path} is not valid JSON: {exc}") from exc
-        self.shape = tuple(meta["shape"])
-        self.dtype = np.dtype(meta["data_type"])
-        self.chunk_shape = tuple(meta["chunk_grid"]["configuration"]["chunk_shape"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise DataFormatError(f"{meta_path}: not a zarr v3 array description ({exc!r})") from exc
+        if not self.chunk_shape or self.chunk_shape[0] < 1 or len(self.chunk_shape) != len(self.shape):
+            raise DataFormatError(
+                f"{meta_path}: chunk shape {list(self.chunk_shape)} does not fit shape {list(self.shape)}"
+            )
         self.fill_value = meta.get("fill_value", 0)
         self.fast = self._supported(meta)
         self._zarr: Any = None
@@ -68,6 +96,14 @@ class ChunkReader:
         self._base = f"{self.dir}{os.sep}{self._prefix}"
         self._suffix = self._sep + tail if tail else ""
 
+    def num_chunks(self, frames: int) -> int:
+        """Chunks that hold frames ``[0, frames)``."""
+        return -(-frames // self.chunk_shape[0])
+
+    def chunk_key(self, index: int) -> str:
+        """The chunk's key inside the array directory, e.g. ``c/3/0``."""
+        return f"{self._prefix}{index}{self._suffix}"
+
     def _supported(self, meta: dict[str, Any]) -> bool:
         if meta.get("zarr_format") != 3 or meta.get("chunk_grid", {}).get("name") != "regular":
             return False
@@ -82,29 +118,60 @@ class ChunkReader:
             return False
         return len(codecs) == 1 or codecs[1]["name"] in _DECODERS
 
-    def _chunk_path(self, index: int) -> str:
+    def chunk_path(self, index: int) -> str:
         return f"{self._base}{index}{self._suffix}"  # plain strings: this runs for every sample
+
+    def damaged(self, index: int, problem: str, detail: str = "") -> StoreChunkError:
+        """The error for chunk ``index`` being "missing" or "corrupt" (``detail`` says how)."""
+        path, key = self.chunk_path(index), self.chunk_key(index)
+        if problem == "missing":
+            what = f"is missing ({path})"
+        else:
+            what = f"cannot be decoded ({' '.join(detail.split())}): the file {path} is corrupt or truncated"
+        return StoreChunkError(
+            f"{self.store}: chunk {key} of array '{self.name}' {what}; {self.hint}",
+            array=self.name,
+            key=key,
+            file=path,
+            problem=problem,
+        )
 
     def _decode_into(self, index: int, dest: np.ndarray) -> None:
         """Decode chunk ``index`` into ``dest`` (C-contiguous, the chunk's shape)."""
-        path = self._chunk_path(index)
         try:
-            with open(path, "rb", buffering=0) as handle:
+            with open(self.chunk_path(index), "rb", buffering=0) as handle:
                 raw = handle.read()
-        except FileNotFoundError:  # zarr does not write chunks that equal the fill value
-            dest[...] = self.fill_value
-            return
+        except FileNotFoundError:
+            if self.missing == "fill":  # version-1 stores: the writer skipped all-fill chunks
+                dest[...] = self.fill_value
+                return
+            raise self.damaged(index, "missing") from None
+        except OSError as exc:  # a directory in its place, no permission...
+            raise self.damaged(index, "corrupt", f"cannot be read: {exc}") from exc
+        self.decode(raw, index, dest)
+
+    def decode(self, raw: bytes, index: int, dest: np.ndarray | None = None) -> np.ndarray:
+        """Decode the bytes of chunk ``index`` into ``dest`` (default: a scratch buffer)."""
+        dest = self._scratch() if dest is None else dest
         try:
             if self._codec is None:
                 dest[...] = np.frombuffer(raw, dtype=self.dtype).reshape(self.chunk_shape)
             elif self._decompress is not None:
+                # blosc trusts its 16-byte header: it fills only the bytes the header claims and
+                # reads as many as it says the frame has, so a truncated or foreign chunk is caught here
+                if len(raw) < 16 or (int.from_bytes(raw[4:8], "little"), int.from_bytes(raw[12:16], "little")) != (
+                    dest.nbytes,
+                    len(raw),
+                ):
+                    raise ValueError(
+                        f"blosc header does not describe this {dest.nbytes}-byte chunk of {len(raw)} bytes"
+                    )
                 self._decompress(raw, dest)
             else:
                 self._codec.decode(raw, out=dest)
         except Exception as exc:  # codecs raise their own error types
-            raise DataFormatError(
-                f"{path}: chunk cannot be decoded ({exc}); the store is corrupt or truncated"
-            ) from exc
+            raise self.damaged(index, "corrupt", str(exc) or type(exc).__name__) from exc
+        return dest
 
     def _scratch(self) -> np.ndarray:
         """A per-thread chunk buffer, reused: fresh memory is slow to fault in on these VMs."""
@@ -155,6 +222,11 @@ class ChunkReader:
 
     def read_reference(self, start: int, stop: int) -> np.ndarray:
         """The same frames through zarr-python (the reference path)."""
+        size = self.chunk_shape[0]
+        if self.missing == "error" and stop > start:  # zarr reads an absent chunk as the fill value
+            for index in range(start // size, (stop - 1) // size + 1):
+                if not os.path.isfile(self.chunk_path(index)):
+                    raise self.damaged(index, "missing")
         if self._zarr is None:
             import zarr
 

@@ -12,14 +12,25 @@
                                 images uint8 [N, C, H, W], everything else [N, *shape]
       meta/episode_ends         int64 [E], exclusive end frame of each episode
       meta/task_index           int32 [N], index into the record's task list, per frame
+      chunk_sums.jsonl          (version 2) one line per chunk file written, {"array", "chunk",
+                                "bytes", "crc32"}, appended as chunks are (re)written; the last
+                                line of a chunk wins. ``librobot data verify`` checks the files
+                                against it.
 
 Arrays may run past ``num_frames`` after a crash mid-episode: readers trust the commit record, and
 a writer opened to append trims them back first.
+
+Versions: 2 writes every chunk that holds committed frames (zarr skips chunks equal to the fill
+value unless told otherwise), so an absent chunk file is damage and reads raise
+``StoreChunkError``. Version 1 stores did skip all-zero chunks: reading one raises too, except
+where zeros are certain (the task index of a single-task store) or the caller opts in with
+``EpisodeStore(path, missing_chunks="zeros")``.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -31,10 +42,12 @@ from librobot.data.episode import is_image_key
 from librobot.data.errors import DataFormatError
 
 STORE_FORMAT = "librobot-episode-store"
-STORE_VERSION = 1
+STORE_VERSION = 2
+CHUNKS_WRITTEN_VERSION = 2  # from this version on every chunk is written and its checksum logged
 RECORD_FILE = "librobot_store.json"
 STATS_FILE = "stats.json"
 STATS_STATE_FILE = "stats_state.json"
+CHUNK_SUMS_FILE = "chunk_sums.jsonl"
 DATA_GROUP = "data"
 EPISODE_ENDS = "meta/episode_ends"
 TASK_INDEX = "meta/task_index"
@@ -70,9 +83,12 @@ def read_record(path: str | Path) -> dict[str, Any]:
         record = json.loads(record_path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise DataFormatError(f"{record_path} is not valid JSON: {exc}") from exc
-    if record.get("format") != STORE_FORMAT:
-        raise DataFormatError(f"{record_path}: format is {record.get('format')!r}, expected {STORE_FORMAT!r}")
-    if int(record.get("version", 0)) > STORE_VERSION:
+    if not isinstance(record, dict) or record.get("format") != STORE_FORMAT:
+        found = record.get("format") if isinstance(record, dict) else type(record).__name__
+        raise DataFormatError(f"{record_path}: format is {found!r}, expected {STORE_FORMAT!r}")
+    if type(record.setdefault("version", 1)) is not int:
+        raise DataFormatError(f"{record_path}: version must be an integer, got {record['version']!r}")
+    if record["version"] > STORE_VERSION:
         raise DataFormatError(
             f"{record_path}: written by a newer librobot-data (store version {record['version']}, "
             f"this one reads up to {STORE_VERSION}); upgrade librobot-data"
@@ -91,9 +107,22 @@ def features_from_record(record: dict[str, Any]) -> dict[str, FeatureSpec]:
     return {key: FeatureSpec.from_dict(spec) for key, spec in record["features"].items()}
 
 
+def list_files(path: str | Path) -> dict[str, int]:
+    """Size of every file under ``path``, keyed by its path as ``os.walk`` joins it (one walk)."""
+    files: dict[str, int] = {}
+    for root, _, names in os.walk(path):
+        for name in names:
+            full = os.path.join(root, name)
+            try:
+                files[full] = os.stat(full).st_size
+            except OSError:  # vanished between the listing and the stat
+                pass
+    return files
+
+
 def dir_size(path: str | Path) -> int:
     """Bytes of every file under ``path`` (or of the file itself)."""
     path = Path(path)
     if path.is_file():
         return path.stat().st_size
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    return sum(list_files(path).values())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,15 +12,18 @@ import numpy as np
 
 from librobot.core.specs import FeatureSpec
 from librobot.data.episode import Episode, is_image_key
-from librobot.data.errors import DataFormatError
+from librobot.data.errors import DataFormatError, StoreChunkError
 from librobot.data.store.chunks import ChunkReader
+from librobot.data.store.integrity import legacy_zeros_certain, store_arrays
 from librobot.data.store.layout import (
+    CHUNKS_WRITTEN_VERSION,
     DATA_GROUP,
     EPISODE_ENDS,
     STATS_FILE,
     TASK_INDEX,
     dir_size,
     features_from_record,
+    list_files,
     read_record,
 )
 
@@ -29,12 +33,20 @@ class EpisodeStore:
 
     ``fast=False`` reads through zarr-python instead of the chunk reader (the reference path).
     Safe to use from DataLoader workers: it holds no open file handles between reads.
+
+    A chunk file that is missing or does not decode raises ``StoreChunkError`` when read.
+    ``missing_chunks="zeros"`` reads absent chunks as zeros instead: only for version-1 stores,
+    whose writer did not write chunks that held nothing but zeros (``layout.py``).
     """
 
-    def __init__(self, path: str | Path, *, fast: bool = True) -> None:
+    def __init__(self, path: str | Path, *, fast: bool = True, missing_chunks: str = "error") -> None:
         self.path = Path(path)
         self.format_name = "store"
+        if missing_chunks not in ("error", "zeros"):
+            raise ValueError(f"missing_chunks must be 'error' or 'zeros', got {missing_chunks!r}")
+        self.missing_chunks = missing_chunks
         self.record = read_record(self.path)
+        self.version = int(self.record["version"])
         self.fast = fast
         self.features: dict[str, FeatureSpec] = features_from_record(self.record)
         self.fps = float(self.record["fps"])
@@ -60,13 +72,42 @@ class EpisodeStore:
             array_dir = self.path / name
             if not array_dir.is_dir():
                 raise DataFormatError(f"{self.path}: array '{name}' is missing ({array_dir} does not exist)")
-            reader = ChunkReader(array_dir)
+            reader = ChunkReader(array_dir, name=name, store=self.path, **self._chunk_policy(name))
             if name.startswith(DATA_GROUP + "/") and reader.shape[0] < self.num_frames:
                 raise DataFormatError(
                     f"{array_dir}: has {reader.shape[0]} frames but the store records {self.num_frames}; truncated"
                 )
             self._readers[name] = reader
         return reader
+
+    def _chunk_policy(self, name: str) -> dict[str, Any]:
+        """How an absent chunk of array ``name`` reads: an error, or zeros where that is certain or asked for."""
+        if self.missing_chunks == "zeros" or legacy_zeros_certain(self.record, name):
+            return {"missing": "fill"}
+        if self.version >= CHUNKS_WRITTEN_VERSION:
+            return {"missing": "error"}
+        hint = (
+            "re-convert the dataset or restore the file. This store is version 1, whose writer did not "
+            "write chunks holding only zeros: if the data there was all zeros, rewrite it as a current store "
+            f"with `librobot data convert {self.path} NEW --read-option missing_chunks=zeros`; "
+            f"`librobot data verify {self.path}` lists every absent chunk"
+        )
+        return {"missing": "error", "hint": hint}
+
+    def absent_chunks(self, files: dict[str, int] | None = None) -> list[tuple[str, int]]:
+        """(array, chunk index) of every chunk holding committed frames whose file is absent and
+        that would not read as zeros. ``files`` is ``layout.list_files(path)``, when already made."""
+        files = list_files(self.path) if files is None else files
+        present = {os.path.normpath(f) for f in files}
+        absent = []
+        for name, rows in store_arrays(self.record).items():
+            reader = self._reader(name)
+            if reader.missing == "fill":
+                continue
+            for index in range(reader.num_chunks(rows)):
+                if os.path.normpath(reader.chunk_path(index)) not in present:
+                    absent.append((name, index))
+        return absent
 
     def _check_key(self, key: str) -> None:
         if key not in self.features:
@@ -167,6 +208,22 @@ class EpisodeStore:
         return dir_size(self.path)
 
     def summary(self) -> dict[str, Any]:
+        """What ``librobot data info`` shows. Walks the store's files once (for its size), and on
+        the way checks that every chunk file is there: raises ``StoreChunkError`` when one is not."""
+        files = list_files(self.path)
+        absent = self.absent_chunks(files)
+        if absent:
+            name, index = absent[0]
+            error = self._reader(name).damaged(index, "missing")
+            if len(absent) > 1:
+                error = StoreChunkError(
+                    f"{error} ({len(absent)} chunk files are missing in all)",
+                    array=error.array,
+                    key=error.key,
+                    file=error.file,
+                    problem=error.problem,
+                )
+            raise error
         lengths = self.episode_lengths()
         return {
             "path": str(self.path),
@@ -180,7 +237,8 @@ class EpisodeStore:
             else None,
             "tasks": self.tasks,
             "features": {k: spec.to_dict() for k, spec in self.features.items()},
-            "bytes_on_disk": self.nbytes_on_disk(),
+            "bytes_on_disk": sum(files.values()),
+            "store_version": self.version,
         }
 
     def close(self) -> None:

@@ -13,6 +13,11 @@ Torch-free (numpy + zarr), so the robots package can record simulated or real ep
 Crash safety: frames go to the arrays past the committed end; an episode becomes visible only
 when ``librobot_store.json`` is atomically rewritten with the new counts. A crash loses at most the
 episode in progress, and reopening with ``mode="a"`` trims what it left behind.
+
+Integrity: every chunk is written, zeros included (zarr would skip a chunk equal to the fill value,
+and an absent chunk must mean damage), and each chunk file's size and crc32 go to the checksum log
+(``store/integrity.py``) right after zarr writes it. Appending to a version-1 store keeps it at
+version 1: its skipped chunks cannot be told from deleted ones.
 """
 
 from __future__ import annotations
@@ -31,7 +36,9 @@ from librobot.core.specs import FeatureSpec
 from librobot.data.episode import check_frames, infer_features, is_image_key
 from librobot.data.errors import DataFormatError, EpisodeError
 from librobot.data.stats import StatsAccumulator
+from librobot.data.store.integrity import append_sums, sum_lines
 from librobot.data.store.layout import (
+    CHUNKS_WRITTEN_VERSION,
     DATA_GROUP,
     EPISODE_ENDS,
     META_CHUNK,
@@ -48,6 +55,8 @@ from librobot.data.store.layout import (
 )
 
 log = get_logger("data.store")
+
+_WRITE_ALL = {"write_empty_chunks": True}  # an all-zero chunk is written, not left out
 
 
 def _compressor(name: str, image: bool) -> Any:
@@ -137,8 +146,13 @@ class EpisodeWriter:
             }
             self.features: dict[str, FeatureSpec] | None = None
             self._stats: StatsAccumulator | None = None
-            self._ends = self.root.create_array(EPISODE_ENDS, shape=(0,), chunks=(META_CHUNK,), dtype="int64")
-            self._task_index = self.root.create_array(TASK_INDEX, shape=(0,), chunks=(META_CHUNK,), dtype="int32")
+            self._log_sums = True
+            self._ends = self.root.create_array(
+                EPISODE_ENDS, shape=(0,), chunks=(META_CHUNK,), dtype="int64", config=_WRITE_ALL
+            )
+            self._task_index = self.root.create_array(
+                TASK_INDEX, shape=(0,), chunks=(META_CHUNK,), dtype="int32", config=_WRITE_ALL
+            )
             self._arrays: dict[str, Any] = {}
             if features is not None:
                 self._create_arrays(_as_features(features) or {})
@@ -161,15 +175,18 @@ class EpisodeWriter:
             raise EpisodeError(
                 f"{self.path}: features differ from the store's: {sorted(wanted)} vs {sorted(self.features)}"
             )
-        self._ends = self.root[EPISODE_ENDS]
-        self._task_index = self.root[TASK_INDEX]
-        self._arrays = {k: self.root[f"{DATA_GROUP}/{k}"] for k in (self.features or {})}
-        n_frames, n_eps = self.record["num_frames"], self.record["num_episodes"]
-        for array in [*self._arrays.values(), self._task_index]:  # trim what a crash left behind
-            if array.shape[0] != n_frames:
-                array.resize((n_frames, *array.shape[1:]))
-        if self._ends.shape[0] != n_eps:
-            self._ends.resize((n_eps,))
+        self._log_sums = self.record["version"] >= CHUNKS_WRITTEN_VERSION
+        self._ends = self.root[EPISODE_ENDS].with_config(_WRITE_ALL)
+        self._task_index = self.root[TASK_INDEX].with_config(_WRITE_ALL)
+        self._arrays = {k: self.root[f"{DATA_GROUP}/{k}"].with_config(_WRITE_ALL) for k in (self.features or {})}
+        trimmed = []
+        for name, array, rows in [*self._named_arrays(), (EPISODE_ENDS, self._ends, self.num_episodes)]:
+            if array.shape[0] != rows:  # trim what a crash left behind
+                array.resize((rows, *array.shape[1:]))
+                trimmed.append((name, array, max(rows - 1, 0), rows))
+        # the crash may have come between zarr rewriting the last committed chunk (atomically) and
+        # logging it: log it again, as it stands
+        self._log_chunks(trimmed)
         self._stats = self._load_stats()
 
     def _load_stats(self) -> StatsAccumulator | None:
@@ -201,7 +218,26 @@ class EpisodeWriter:
                 dtype=spec.dtype,
                 compressors=_compressor(self._compressor, is_image_key(key)),
                 fill_value=0,
+                config=_WRITE_ALL,
             )
+
+    def _named_arrays(self) -> list[tuple[str, Any, int]]:
+        """(name in the store, array, committed rows) for the per-frame arrays."""
+        named = [(f"{DATA_GROUP}/{k}", a, self.num_frames) for k, a in self._arrays.items()]
+        return [*named, (TASK_INDEX, self._task_index, self.num_frames)]
+
+    def _log_chunks(self, writes: Sequence[tuple[str, Any, int, int]]) -> None:
+        """Log size and crc32 of the chunk files that rows ``[start, stop)`` of each array landed in."""
+        if not self._log_sums:
+            return
+        entries = []
+        for name, array, start, stop in writes:
+            if stop <= start:
+                continue
+            size, tail = array.chunks[0], (0,) * (array.ndim - 1)
+            for index in range(start // size, (stop - 1) // size + 1):
+                entries.append((name, index, self.path / name / array.metadata.encode_chunk_key((index, *tail))))
+        append_sums(self.path, sum_lines(entries))
 
     # ------------------------------------------------------------------ writing
     @property
@@ -232,6 +268,7 @@ class EpisodeWriter:
             if array.shape[0] < start + length:
                 array.resize((start + length, *array.shape[1:]))
             array[start : start + length] = data
+        self._log_chunks([(f"{DATA_GROUP}/{k}", a, start, start + length) for k, a in self._arrays.items()])
 
     def add_episode(self, frames: Mapping[str, Any], task: str | Sequence[str] = "") -> int:
         """Write and commit a whole episode (arrays [T, ...]); returns its index."""
@@ -262,6 +299,9 @@ class EpisodeWriter:
         n_eps = self.num_episodes
         self._ends.resize((n_eps + 1,))
         self._ends[n_eps] = start + length
+        self._log_chunks(
+            [(TASK_INDEX, self._task_index, start, start + length), (EPISODE_ENDS, self._ends, n_eps, n_eps + 1)]
+        )
         self.record["num_frames"] = start + length
         self.record["num_episodes"] = n_eps + 1
         write_record(self.path, self.record)  # the commit point
