@@ -9,6 +9,7 @@ import pytest
 from _serve_testlib import ONNX_A, ONNX_H, ONNX_S, TASKS, export_tiny_flow, torch_reference
 
 from librobot.core.errors import CheckpointError, ConfigError, SpecError
+from librobot.serve.errors import GraphMismatchError
 from librobot.serve.onnx_policy import OnnxPolicy
 from librobot.serve.quantize import compare_policies, quantize_int8
 from librobot.serve.sidecar import OnnxPolicySpec, load_sidecar
@@ -111,7 +112,7 @@ def test_sidecar_round_trip_and_validation(exported, tmp_path):
         ({"format": "something"}, ConfigError, "not a LibroBot ONNX sidecar"),
         ({"chunk_sz": 3}, ConfigError, "unknown keys"),
         ({"model_sha256": "0" * 64}, CheckpointError, "sha256"),
-        ({"inputs": doc["inputs"][:1]}, CheckpointError, "graph inputs"),
+        ({"inputs": doc["inputs"][:1]}, GraphMismatchError, r"graph input 'image' .* not declared in the sidecar"),
         ({"noise": {"onnx_name": "noise", "shape": [8, 3], "distribution": "uniform"}}, ConfigError, "standard_normal"),
     ]:
         (bad / "policy.json").write_text(json.dumps({**doc, **change}))

@@ -9,12 +9,18 @@ holds the safe command until ``reset()`` is called explicitly. Every interventio
 Switching *to* the safe command (watchdog trip, e-stop) is deliberately not rate-limited: the brake
 must come on now. Leaving it is: after a trip or a reset, commands ramp up from the safe state.
 
-The clock is injectable (``clock=``) so tests drive time by hand instead of sleeping.
+The clock is injectable (``clock=``) so tests drive time by hand instead of sleeping; by default it
+is ``time.monotonic``. An injected clock that steps backwards (or reads NaN) would make every command
+look fresh and so disable the watchdog: such a reading is a ``clock_fault`` that trips it instead.
+
+Commands must be real numbers (int or float arrays): complex, bool, string and object values are
+refused with a SpecError rather than converted (a complex command would silently lose its imaginary part).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections import Counter, deque
 from collections.abc import Callable
@@ -34,7 +40,8 @@ class Intervention:
     """One thing the safety layer did to a command: when, what, to which dimensions, and why."""
 
     time: float
-    kind: str  # clamp, rate_limit, reject_nonfinite, watchdog_trip, watchdog_clear, estop, estop_blocked, estop_reset
+    # clamp, rate_limit, reject_nonfinite, watchdog_trip, watchdog_clear, clock_fault, estop, estop_blocked, estop_reset
+    kind: str
     dims: tuple[str, ...] = ()
     detail: str = ""
     values: tuple[float, ...] = ()  # the offending requested values of ``dims`` (clamp)
@@ -66,6 +73,7 @@ class SafetyLayer:
     def __init__(self, spec: RobotSpec, *, initial: np.ndarray | None = None, watchdog_timeout: float | None = None,
                  clock: Callable[[], float] = time.monotonic, log_size: int | None = 100_000) -> None:
         self.spec = spec
+        self._what = f"safety layer for '{spec.name}'"
         self.names = spec.action_space.names
         self._names = np.array(self.names, dtype=object)
         self.low, self.high = spec.action_space.low_array, spec.action_space.high_array
@@ -85,11 +93,12 @@ class SafetyLayer:
                     f"in force now: pass initial=<current positions/targets> (e.g. from the first observation)"
                 )
             initial = spec.safe_command(None)
-        initial = np.asarray(initial, dtype=np.float64)
+        initial = _real(initial, ConfigError, "initial command")
         if initial.shape != (spec.action_dim,) or not np.isfinite(initial).all():
             raise ConfigError(f"initial command must be {spec.action_dim} finite values, got {initial!r}")
         self._command = np.clip(initial, self.low, self.high)
         self._last_fresh: float | None = None  # no fresh command yet: the watchdog holds the safe state
+        self._last_time: float | None = None  # the clock's previous reading, to notice it running backwards
         self._tripped = False
         self._estopped = False
         self.log: deque[Intervention] = deque(maxlen=log_size)
@@ -115,8 +124,24 @@ class SafetyLayer:
     def _record(self, now: float, kind: str, dims: tuple[str, ...] = (), detail: str = "", values: tuple[float, ...] = ()) -> None:
         self.log.append(Intervention(now, kind, dims, detail, values))
         self.counts[kind] += 1
-        if kind in ("watchdog_trip", "estop", "estop_reset"):
+        if kind in ("watchdog_trip", "clock_fault", "estop", "estop_reset"):
             log.warning("safety %s %s", kind, detail)
+
+    def _now(self) -> tuple[float, bool]:
+        """The clock's reading and whether it can be trusted. A reading before the previous one (or
+        NaN) cannot measure the time since the last fresh command: it trips the watchdog."""
+        now = float(self.clock())
+        last = self._last_time
+        if math.isfinite(now):
+            self._last_time = now  # the next step is measured from here: one fault per backwards jump
+            if last is None or now >= last:
+                return now, True
+        self._record(now, "clock_fault", (), f"clock read {now} after {last}; use a monotonic clock (time.monotonic)")
+        self._last_fresh = None
+        if not self._tripped:
+            self._tripped = True
+            self._record(now, "watchdog_trip", (), "clock fault")
+        return now, False
 
     def _safe(self) -> np.ndarray:
         self._command = np.where(self._hold, self._command, self._safe_values)  # == spec.safe_command(command)
@@ -125,13 +150,16 @@ class SafetyLayer:
     # ------------------------------------------------------------------ commands
     def filter(self, action: Any) -> np.ndarray:
         """A fresh command from the policy → the command to send now."""
-        now = self.clock()
-        a = np.asarray(action, dtype=np.float64)
+        a = _real(action, SpecError, self._what)
         if a.shape != (self.spec.action_dim,):
-            raise SpecError(f"safety layer for '{self.spec.name}': expected {self.spec.action_dim} values ({', '.join(self.names)}), got shape {a.shape}")
+            names = ", ".join(self.names)
+            raise SpecError(f"{self._what}: expected {self.spec.action_dim} values ({names}), got shape {a.shape}")
+        now, time_ok = self._now()
         if self._estopped:
             self._record(now, "estop_blocked", (), "command ignored while the e-stop is latched")
             return self._safe()
+        if not time_ok:
+            return self._safe()  # no valid time to call it fresh by; _now() tripped the watchdog
         finite = np.isfinite(a)
         if not finite.all():
             self._record(now, "reject_nonfinite", tuple(self._names[~finite]), "held the last safe command")
@@ -155,8 +183,8 @@ class SafetyLayer:
 
     def tick(self) -> np.ndarray:
         """A control tick without a fresh command: hold the command, or go safe if it is stale."""
-        now = self.clock()
-        if self._estopped:
+        now, time_ok = self._now()
+        if self._estopped or not time_ok:
             return self._safe()
         stale = self._last_fresh is None or now - self._last_fresh > self.timeout
         if stale and not self._tripped:
@@ -169,7 +197,7 @@ class SafetyLayer:
         """Latch the e-stop and return the safe command; only ``reset()`` releases it."""
         if not self._estopped:
             self._estopped = True
-            self._record(self.clock(), "estop", (), reason or "e-stop requested")
+            self._record(self._now()[0], "estop", (), reason or "e-stop requested")
         return self._safe()
 
     def reset(self) -> None:
@@ -178,7 +206,21 @@ class SafetyLayer:
             self._estopped = False
             self._tripped = True
             self._last_fresh = None
-            self._record(self.clock(), "estop_reset", (), "e-stop released by reset()")
+            self._record(self._now()[0], "estop_reset", (), "e-stop released by reset()")
+
+
+def _real(value: Any, error: type[Exception], what: str) -> np.ndarray:
+    """``value`` as float64, refusing what float64 would silently reinterpret (complex, bool, str, object)."""
+    try:
+        a = np.asarray(value)
+    except (TypeError, ValueError) as exc:  # ragged nesting
+        raise error(f"{what}: expected an array of real numbers, got {type(value).__name__} ({exc})") from None
+    if a.dtype.kind not in "iuf":
+        raise error(
+            f"{what}: expected real numbers (an int or float array), got dtype {a.dtype}; complex, bool, string "
+            f"and object values are refused rather than converted: send the float command itself"
+        )
+    return a.astype(np.float64, copy=False)
 
 
 class SafeRobot:

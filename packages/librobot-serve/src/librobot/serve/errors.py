@@ -7,7 +7,7 @@ bad request to the same answer.
 
 from __future__ import annotations
 
-from librobot.core.errors import LibroBotError
+from librobot.core.errors import CheckpointError, ConfigError, LibroBotError
 
 
 class RequestError(LibroBotError, ValueError):
@@ -49,6 +49,11 @@ class OverloadedError(RequestError):
     grpc_code = "UNAVAILABLE"
 
 
+class NonFiniteActionError(RequestError):
+    """The policy produced NaN/inf actions for this observation: answered 422 / INVALID_ARGUMENT, since
+    the usual cause is an input far outside the range the policy was trained on."""
+
+
 class DeadlineExceededError(LibroBotError, TimeoutError):
     """A request's deadline passed (client side: all retries spent; server side: still queued)."""
 
@@ -63,3 +68,24 @@ class RemotePolicyError(LibroBotError, RuntimeError):
         super().__init__(message)
         self.status = status
         self.field = field
+
+
+# ---------------------------------------------------------------------------- exported policies
+class PolicyArtifactError(CheckpointError):
+    """An exported policy (graph + ``policy.json`` sidecar) that cannot be loaded as it is."""
+
+
+class SidecarError(PolicyArtifactError, ConfigError):
+    """The sidecar is not a valid document: not JSON, wrong types, missing keys, a path leaving the folder."""
+
+
+class MissingChecksumError(PolicyArtifactError):
+    """The sidecar records no ``model_sha256``: the export is incomplete."""
+
+
+class CorruptModelError(PolicyArtifactError):
+    """The model file cannot be loaded by onnxruntime (corrupt, truncated, not a graph)."""
+
+
+class GraphMismatchError(PolicyArtifactError):
+    """The sidecar's inputs or output disagree with the graph's (names, ranks, fixed dims, dtypes)."""

@@ -17,9 +17,21 @@ from librobot.core.errors import CheckpointError, SpecError
 from librobot.core.extras import require
 from librobot.core.interfaces import PolicyInterface
 from librobot.core.specs import FeatureSpec
+from librobot.serve.errors import CorruptModelError, GraphMismatchError
 from librobot.serve.rtc import pad_prefix
-from librobot.serve.sidecar import check_task_ids, load_sidecar
+from librobot.serve.sidecar import OnnxPolicySpec, check_task_ids, load_sidecar, sidecar_path
 from librobot.serve.validation import check_observation, check_task
+
+# Sidecar dtype → onnxruntime's type string for a graph input.
+_ORT_TYPES = {
+    "float32": "tensor(float)",
+    "float16": "tensor(float16)",
+    "float64": "tensor(double)",
+    "int64": "tensor(int64)",
+    "int32": "tensor(int32)",
+    "uint8": "tensor(uint8)",
+    "bool": "tensor(bool)",
+}
 
 
 class OnnxPolicy(PolicyInterface):
@@ -48,29 +60,34 @@ class OnnxPolicy(PolicyInterface):
             # burns those cores (a 32-way REST load test here ran 3x faster without it).
             options.add_session_config_entry("session.intra_op.allow_spinning", "0")
             options.add_session_config_entry("session.inter_op.allow_spinning", "0")
-        self.session = ort.InferenceSession(
-            str(self.model_path), options, providers=list(providers or ["CPUExecutionProvider"])
-        )
-        self._check_graph()
+        try:
+            self.session = ort.InferenceSession(
+                str(self.model_path), options, providers=list(providers or ["CPUExecutionProvider"])
+            )
+        except Exception as exc:
+            if not type(exc).__module__.startswith("onnxruntime"):
+                raise  # ours or Python's (a bad argument): not a statement about the file
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise CorruptModelError(
+                f"{self.model_path}: onnxruntime cannot load this model: the file is corrupt or truncated (an "
+                f"interrupted copy?), not an ONNX graph, or needs a newer onnxruntime; copy the export folder again "
+                f"or re-export the policy with `librobot export CHECKPOINT --format onnx`. onnxruntime said: {reason}"
+            ) from None
+        self._check_graph(sidecar_path(path))
         self._features = self.spec.features()
         self._rng = np.random.default_rng(seed)
         self._rng_lock = threading.Lock()
 
-    def _check_graph(self) -> None:
-        graph_inputs = {i.name for i in self.session.get_inputs()}
-        declared = {b.onnx_name for b in self.spec.inputs}
-        for extra in (self.spec.noise, self.spec.task):
-            if extra:
-                declared |= {extra["onnx_name"]} | ({extra["mask_onnx_name"]} if extra.get("mask_onnx_name") else set())
-        if self.spec.rtc:
-            declared |= set(self.spec.rtc.values())
-        if declared != graph_inputs:
-            raise CheckpointError(
-                f"{self.model_path}: graph inputs {sorted(graph_inputs)} do not match the sidecar's {sorted(declared)}"
+    def _check_graph(self, side: Path) -> None:
+        """Refuse at load a graph its sidecar does not describe, rather than answering errors later."""
+        diffs = graph_differences(self.spec, self.session.get_inputs(), self.session.get_outputs())
+        if diffs:
+            raise GraphMismatchError(
+                f"{self.model_path} does not match its sidecar {side}:\n  - "
+                + "\n  - ".join(diffs)
+                + "\nThe two files come from different exports or one was edited: re-export the policy with "
+                "`librobot export CHECKPOINT --format onnx`"
             )
-        outputs = [o.name for o in self.session.get_outputs()]
-        if self.spec.output not in outputs:
-            raise CheckpointError(f"{self.model_path}: no output '{self.spec.output}' (outputs: {outputs})")
 
     # ------------------------------------------------------------------ PolicyInterface
     @property
@@ -203,3 +220,57 @@ class OnnxPolicy(PolicyInterface):
         if norm is not None and not spec.normalization_in_graph:
             actions = norm.denormalize(actions)
         return actions
+
+
+def _declared_inputs(spec: OnnxPolicySpec) -> dict[str, tuple[str, tuple[int, ...], str]]:
+    """Graph input name → (what the sidecar calls it, shape without the batch axis, dtype) as fed."""
+    out = {b.onnx_name: (f"input '{b.name}'", b.shape, b.dtype) for b in spec.inputs}
+    h, a = spec.chunk_size, spec.action_dim
+    if spec.noise is not None:
+        out[spec.noise["onnx_name"]] = ("noise", tuple(spec.noise["shape"]), "float32")
+    if spec.task is not None:
+        length = (int(spec.task["length"]),)
+        out[spec.task["onnx_name"]] = ("task ids", length, "int64")
+        if spec.task.get("mask_onnx_name"):
+            out[spec.task["mask_onnx_name"]] = ("task mask", length, "int64")
+    if spec.rtc is not None:
+        out[spec.rtc["prefix_actions"]] = ("rtc prefix_actions", (h, a), "float32")
+        out[spec.rtc["prefix_weights"]] = ("rtc prefix_weights", (h,), "float32")
+    return out
+
+
+def _shape_differences(what: str, want: tuple[int, ...], got: Sequence[Any], batch: str | int) -> list[str]:
+    """``want`` is without the batch axis; ``got`` is the graph's (ints fixed, str/None symbolic)."""
+    sidecar = "[B, " + ", ".join(map(str, want)) + "]"
+    if got is None:  # the graph leaves the shape open: nothing to compare
+        return []
+    if len(got) != len(want) + 1:
+        return [f"{what}: rank {len(want) + 1} {sidecar} in the sidecar, rank {len(got)} {list(got)} in the graph"]
+    diffs = []
+    if isinstance(got[0], int) and (batch == "dynamic" or got[0] != 1):
+        diffs.append(f"{what}: the graph fixes the batch axis to {got[0]}, the sidecar says batch {batch!r}")
+    for axis, (w, g) in enumerate(zip(want, got[1:]), start=1):
+        if isinstance(g, int) and g != w:
+            diffs.append(f"{what}: axis {axis} is {w} in the sidecar {sidecar}, {g} in the graph {list(got)}")
+    return diffs
+
+
+def graph_differences(spec: OnnxPolicySpec, inputs: Sequence[Any], outputs: Sequence[Any]) -> list[str]:
+    """Every way the graph's inputs/outputs (onnxruntime ``NodeArg``s) disagree with the sidecar:
+    names, ranks, fixed dims and dtypes, one line each."""
+    declared, graph = _declared_inputs(spec), {i.name: i for i in inputs}
+    diffs = [f"{what} '{name}' is not a graph input" for name, (what, _, _) in declared.items() if name not in graph]
+    undeclared = [i for n, i in graph.items() if n not in declared]
+    diffs += [f"graph input '{i.name}' {i.type} {i.shape} is not declared in the sidecar" for i in undeclared]
+    for name, (what, shape, dtype) in declared.items():
+        if name in graph:
+            diffs += _shape_differences(f"{what} ('{name}')", shape, graph[name].shape, spec.batch)
+            if graph[name].type != _ORT_TYPES[dtype]:
+                diffs.append(f"{what} ('{name}'): dtype {dtype} in the sidecar, {graph[name].type} in the graph")
+    by_name = {o.name: o for o in outputs}
+    if spec.output not in by_name:
+        diffs.append(f"output '{spec.output}' is not a graph output (outputs: {sorted(by_name)})")
+    else:
+        want = (spec.chunk_size, spec.action_dim)
+        diffs += _shape_differences(f"output '{spec.output}'", want, by_name[spec.output].shape, spec.batch)
+    return diffs

@@ -25,6 +25,12 @@ the model code. Example (``policy.json`` beside ``policy.onnx``)::
       "producer": {"framework": "pi0", "exporter": "librobot-serve 0.1.0"}
     }
 
+- ``model`` is a '/'-separated path inside the sidecar's folder, and ``model_sha256`` is required:
+  ``load_sidecar`` refuses a sidecar without it (``verify=False`` skips the checksum deliberately;
+  ``record_checksum`` records one for a graph built by hand). ``OnnxPolicy`` then checks every declared
+  input (name, rank, fixed dims, dtype) and the output against the graph. Every problem is a named
+  error from ``librobot.serve.errors`` (``SidecarError``, ``MissingChecksumError``, ``CorruptModelError``,
+  ``GraphMismatchError``, all ``PolicyArtifactError``).
 - ``noise`` (optional): the sampling loop's initial noise is a graph input, so a run is
   reproducible given the noise; ``OnnxPolicy`` draws it from a seeded generator or takes it as an argument.
 - ``task`` (optional): task strings are tokenised at export time into ``table``; the edge needs no
@@ -38,33 +44,90 @@ the model code. Example (``policy.json`` beside ``policy.onnx``)::
 
 from __future__ import annotations
 
-import hashlib
-import json
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
 
-from librobot.core.checkpoint import write_json
-from librobot.core.errors import CheckpointError, ConfigError, SpecError
+from librobot.core.checkpoint import read_json, sha256_file, write_json
+from librobot.core.errors import CheckpointError, SpecError
 from librobot.core.specs import FeatureSpec
+from librobot.serve.errors import CorruptModelError, MissingChecksumError, PolicyArtifactError, SidecarError
 
 FORMAT = "librobot-onnx-policy"
 VERSION = 1
 INPUT_DTYPES = ("float32", "float16", "float64", "int64", "int32", "uint8", "bool")
+INPUT_KINDS = ("array", "image")
 _NORM_KEYS = {"mean_std": ("mean", "std"), "min_max": ("min", "max"), "quantile": ("q01", "q99")}
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_REEXPORT = "re-export the policy with `librobot export CHECKPOINT --format onnx`"
 
 
-def _check_keys(what: str, data: Mapping[str, Any], required: set[str], optional: set[str]) -> None:
+# JSON gives any type anywhere: each reader names the field and what it should be, so a damaged or
+# hand-edited sidecar is a SidecarError at load rather than a TypeError (or a silent misreading) later.
+def _check_keys(what: str, data: Any, required: set[str], optional: set[str]) -> None:
     if not isinstance(data, Mapping):
-        raise ConfigError(f"sidecar {what}: expected an object, got {type(data).__name__}")
+        raise SidecarError(f"sidecar {what}: expected an object, got {type(data).__name__}")
     missing, unknown = required - set(data), set(data) - required - optional
     if missing:
-        raise ConfigError(f"sidecar {what}: missing keys {sorted(missing)}")
+        raise SidecarError(f"sidecar {what}: missing keys {sorted(missing)}")
     if unknown:
-        raise ConfigError(f"sidecar {what}: unknown keys {sorted(unknown)}; known: {sorted(required | optional)}")
+        raise SidecarError(f"sidecar {what}: unknown keys {sorted(unknown)}; known: {sorted(required | optional)}")
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _str(what: str, value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise SidecarError(f"sidecar {what}: expected a non-empty string, got {_show(value)}")
+    return value
+
+
+def _int(what: str, value: Any, low: int = 0) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise SidecarError(f"sidecar {what}: expected an integer >= {low}, got {_show(value)}")
+    return value
+
+
+def _list(what: str, value: Any, item, min_len: int = 0) -> tuple:
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or len(value) < min_len:
+        least = f" of at least {min_len} items" if min_len else ""
+        raise SidecarError(f"sidecar {what}: expected a list{least}, got {_show(value)}")
+    return tuple(item(f"{what}[{i}]", v) for i, v in enumerate(value))
+
+
+def _float(what: str, value: Any) -> float:
+    try:
+        number = math.nan if isinstance(value, bool) or not isinstance(value, (int, float)) else float(value)
+    except OverflowError:  # a JSON integer beyond float range
+        number = math.inf
+    if not math.isfinite(number):
+        raise SidecarError(f"sidecar {what}: expected a finite number, got {_show(value)}")
+    return number
+
+
+def _dim(what: str, value: Any) -> int:
+    return _int(what, value, 1)
+
+
+def _model_name(name: Any) -> str:
+    """The sidecar's ``model``: a relative '/'-separated path that stays inside the export folder
+    (an artifact is data: it must not point the loader at other files on the machine)."""
+    name = _str("model", name)
+    parts = PurePosixPath(name).parts
+    if not parts or name.startswith("/") or "\\" in name or "\x00" in name or ".." in parts:
+        raise SidecarError(
+            f"sidecar model: {_show(name)} is not a path inside the export folder; the sidecar must name the "
+            f"graph beside it (e.g. 'policy.onnx'): fix 'model' or {_REEXPORT}"
+        )
+    return name
 
 
 @dataclass(frozen=True)
@@ -74,6 +137,16 @@ class InputBinding:
     shape: tuple[int, ...]  # without the batch axis
     dtype: str = "float32"
     kind: str = "array"  # "array" or "image" (uint8 frames are accepted and scaled to [0, 1])
+
+    def __post_init__(self) -> None:
+        what = f"input {_show(self.name)}"
+        _str(f"{what} name", self.name)
+        _str(f"{what} onnx_name", self.onnx_name)
+        object.__setattr__(self, "shape", _list(f"{what} shape", self.shape, _dim, 1))
+        if self.dtype not in INPUT_DTYPES:
+            raise SidecarError(f"sidecar {what}: dtype must be one of {INPUT_DTYPES}, got {_show(self.dtype)}")
+        if self.kind not in INPUT_KINDS:
+            raise SidecarError(f"sidecar {what}: kind must be one of {INPUT_KINDS}, got {_show(self.kind)}")
 
     def feature(self) -> FeatureSpec:
         return FeatureSpec(self.name, self.shape, dtype=self.dtype, kind="image" if self.kind == "image" else "array")
@@ -87,12 +160,16 @@ class Normalizer:
 
     def __post_init__(self) -> None:
         if self.mode not in _NORM_KEYS:
-            raise ConfigError(f"normalisation mode must be one of {sorted(_NORM_KEYS)}, got {self.mode!r}")
+            raise SidecarError(f"normalisation mode must be one of {sorted(_NORM_KEYS)}, got {_show(self.mode)}")
         a, b = _NORM_KEYS[self.mode]
         if set(self.stats) != {a, b} or len(self.stats[a]) != len(self.stats[b]):
-            raise ConfigError(
+            raise SidecarError(
                 f"normalisation '{self.mode}' needs equally long '{a}' and '{b}', got keys {sorted(self.stats)}"
             )
+
+    @property
+    def size(self) -> int:
+        return len(next(iter(self.stats.values())))
 
     def _ab(self) -> tuple[np.ndarray, np.ndarray]:
         """x_norm = (x − a) / b."""
@@ -114,13 +191,17 @@ class Normalizer:
         return {"mode": self.mode, **{k: list(v) for k, v in self.stats.items()}}
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Normalizer:
-        mode = data.get("mode")
+    def from_dict(cls, data: Any, what: str = "normalisation") -> Normalizer:
+        mode = data.get("mode") if isinstance(data, Mapping) else None
         if mode not in _NORM_KEYS:
-            raise ConfigError(f"sidecar normalisation: mode must be one of {sorted(_NORM_KEYS)}, got {mode!r}")
-        _check_keys(f"normalisation ({mode})", data, {"mode", *_NORM_KEYS[mode]}, {"eps"})
-        stats = {k: tuple(float(v) for v in data[k]) for k in _NORM_KEYS[mode]}
-        return cls(mode, stats, float(data.get("eps", 1e-8)))
+            modes = sorted(_NORM_KEYS)
+            raise SidecarError(f"sidecar {what}: expected an object with mode one of {modes}, got {_show(data)}")
+        _check_keys(f"{what} ({mode})", data, {"mode", *_NORM_KEYS[mode]}, {"eps"})
+        stats = {k: _list(f"{what} {k}", data[k], _float, 1) for k in _NORM_KEYS[mode]}
+        eps = _float(f"{what} eps", data.get("eps", 1e-8))
+        if not eps > 0:
+            raise SidecarError(f"sidecar {what}: eps must be > 0, got {eps}")
+        return cls(mode, stats, eps)
 
 
 @dataclass(frozen=True)
@@ -142,34 +223,73 @@ class OnnxPolicySpec:
     producer: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.chunk_size < 1 or self.action_dim < 1:
-            raise ConfigError(
-                f"sidecar: chunk_size and action_dim must be >= 1, got {self.chunk_size}, {self.action_dim}"
-            )
-        if self.batch != "dynamic" and self.batch != 1:
-            raise ConfigError(f"sidecar: batch must be 'dynamic' or 1, got {self.batch!r}")
-        if self.action_names is not None and len(self.action_names) != self.action_dim:
-            raise ConfigError(f"sidecar: {len(self.action_names)} action_names for action_dim {self.action_dim}")
+        _model_name(self.model)
+        _int("chunk_size", self.chunk_size, 1)
+        _int("action_dim", self.action_dim, 1)
+        _str("output", self.output)
+        if self.batch != "dynamic" and not (type(self.batch) is int and self.batch == 1):
+            raise SidecarError(f"sidecar: batch must be 'dynamic' or 1, got {_show(self.batch)}")
+        sha = self.model_sha256
+        if sha is not None and not (isinstance(sha, str) and _SHA256.fullmatch(sha)):
+            raise SidecarError(f"sidecar model_sha256: expected 64 lowercase hex digits, got {_show(sha)}")
+        if self.action_names is not None:
+            _list("action_names", self.action_names, _str)
+            if len(self.action_names) != self.action_dim:
+                raise SidecarError(f"sidecar: {len(self.action_names)} action_names for action_dim {self.action_dim}")
+        if not isinstance(self.normalization_in_graph, bool):
+            got = _show(self.normalization_in_graph)
+            raise SidecarError(f"sidecar normalization_in_graph: expected true or false, got {got}")
+        if self.quantization is not None:
+            _str("quantization", self.quantization)
+        if not isinstance(self.producer, Mapping):
+            raise SidecarError(f"sidecar producer: expected an object, got {_show(self.producer)}")
         names = [b.name for b in self.inputs]
         if not names or len(set(names)) != len(names):
-            raise ConfigError(f"sidecar: inputs must be a non-empty list with unique names, got {names}")
-        for b in self.inputs:
-            if b.dtype not in INPUT_DTYPES:
-                raise ConfigError(f"sidecar input '{b.name}': dtype must be one of {INPUT_DTYPES}, got {b.dtype!r}")
-        for key in self.normalization:
-            if key != "action" and key not in names:
-                raise ConfigError(f"sidecar: normalisation for '{key}', which is not an input or 'action'")
+            raise SidecarError(f"sidecar: inputs must be a non-empty list with unique names, got {names}")
+        widths = {b.name: b.shape[-1] for b in self.inputs} | {"action": self.action_dim}
+        for key, norm in self.normalization.items():
+            if key not in widths:
+                raise SidecarError(f"sidecar: normalisation for '{key}', which is not an input or 'action'")
+            if norm.size not in (1, widths[key]):  # broadcast over the last axis
+                raise SidecarError(
+                    f"sidecar normalisation '{key}': {norm.size} values for a last axis of {widths[key]}"
+                )
+        self._check_extras()
+        onnx_names = [b.onnx_name for b in self.inputs] + self._extra_inputs()
+        if len(set(onnx_names)) != len(onnx_names):
+            raise SidecarError(f"sidecar: graph input names must be unique, got {onnx_names}")
+
+    def _check_extras(self) -> None:
         if self.noise is not None:
             _check_keys("noise", self.noise, {"onnx_name", "shape"}, {"distribution"})
+            _str("noise onnx_name", self.noise["onnx_name"])
+            _list("noise shape", self.noise["shape"], _dim, 1)
             if self.noise.get("distribution", "standard_normal") != "standard_normal":
-                raise ConfigError("sidecar noise: only distribution 'standard_normal' is defined in version 1")
+                raise SidecarError("sidecar noise: only distribution 'standard_normal' is defined in version 1")
         if self.task is not None:
             _check_keys("task", self.task, {"onnx_name", "length", "table"}, {"mask_onnx_name", "pad_id"})
+            _str("task onnx_name", self.task["onnx_name"])
+            if self.task.get("mask_onnx_name") is not None:
+                _str("task mask_onnx_name", self.task["mask_onnx_name"])
+            length = _int("task length", self.task["length"], 1)
+            _int("task pad_id", self.task.get("pad_id", 0))
+            if not isinstance(self.task["table"], Mapping):
+                got = _show(self.task["table"])
+                raise SidecarError(f"sidecar task table: expected an object (task text → token ids), got {got}")
             for text, ids in self.task["table"].items():
-                if not 0 < len(ids) <= int(self.task["length"]):
-                    raise ConfigError(f"sidecar task table: '{text}' has {len(ids)} ids; need 1..{self.task['length']}")
+                if not 0 < len(_list(f"task table {_show(text)}", ids, _int)) <= length:
+                    raise SidecarError(f"sidecar task table: '{text}' has {len(ids)} ids; need 1..{length}")
         if self.rtc is not None:
             _check_keys("rtc", self.rtc, {"prefix_actions", "prefix_weights"}, set())
+            for key, value in self.rtc.items():
+                _str(f"rtc {key}", value)
+
+    def _extra_inputs(self) -> list[str]:
+        """Graph inputs besides the observations: noise, task ids (+ mask), RTC prefix."""
+        out = [self.noise["onnx_name"]] if self.noise else []
+        if self.task:
+            out += [self.task["onnx_name"]] + ([self.task["mask_onnx_name"]] if self.task.get("mask_onnx_name") else [])
+        return out + (list(self.rtc.values()) if self.rtc else [])
 
     @property
     def known_tasks(self) -> tuple[str, ...] | None:
@@ -186,38 +306,36 @@ class OnnxPolicySpec:
         return out
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> OnnxPolicySpec:
+    def from_dict(cls, data: Any) -> OnnxPolicySpec:
+        if not isinstance(data, Mapping):
+            raise SidecarError(f"not a LibroBot ONNX sidecar: expected a JSON object, got {type(data).__name__}")
         if data.get("format") != FORMAT:
-            raise ConfigError(f"not a LibroBot ONNX sidecar: format is {data.get('format')!r}, expected {FORMAT!r}")
-        if data.get("version") != VERSION:
-            raise ConfigError(
-                f"sidecar version {data.get('version')!r} is not supported by this librobot-serve (reads version {VERSION}); "
+            got = _show(data.get("format"))
+            raise SidecarError(f"not a LibroBot ONNX sidecar: format is {got}, expected {FORMAT!r}")
+        if type(data.get("version")) is not int or data["version"] != VERSION:  # JSON true == 1 in Python
+            raise SidecarError(
+                f"sidecar version {_show(data.get('version'))} is not supported by this librobot-serve "
+                f"(reads version {VERSION}); "
                 "upgrade librobot-serve or re-export the policy"
             )
         fields = set(cls.__dataclass_fields__)
-        _check_keys("", data, {"format", "version", "model", "chunk_size", "action_dim", "inputs"}, fields)
+        _check_keys("fields", data, {"format", "version", "model", "chunk_size", "action_dim", "inputs"}, fields)
         kw = {k: v for k, v in data.items() if k in fields}
-        kw["inputs"] = tuple(cls._binding(b) for b in data["inputs"])
-        kw["normalization"] = {k: Normalizer.from_dict(v) for k, v in (data.get("normalization") or {}).items()}
+        kw["inputs"] = _list("inputs", data["inputs"], lambda what, b: cls._binding(b), 1)
+        norm = {} if data.get("normalization") is None else data["normalization"]
+        if not isinstance(norm, Mapping):
+            raise SidecarError(f"sidecar normalization: expected an object, got {_show(norm)}")
+        kw["normalization"] = {k: Normalizer.from_dict(v, f"normalisation {_show(k)}") for k, v in norm.items()}
         if kw.get("action_names") is not None:
-            kw["action_names"] = tuple(kw["action_names"])
+            kw["action_names"] = _list("action_names", kw["action_names"], _str)
+        if kw.get("producer") is None:  # written as null by hand-made sidecars
+            kw["producer"] = {}
         return cls(**kw)
 
     @staticmethod
-    def _binding(data: Mapping[str, Any]) -> InputBinding:
+    def _binding(data: Any) -> InputBinding:
         _check_keys("input", data, {"name", "onnx_name", "shape"}, {"dtype", "kind"})
-        try:
-            return InputBinding(**{**data, "shape": tuple(int(s) for s in data["shape"])})
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(f"sidecar input {data.get('name')!r}: {exc}") from exc
-
-
-def sha256_file(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return InputBinding(**data)
 
 
 def sidecar_path(path: str | Path) -> Path:
@@ -232,27 +350,66 @@ def save_sidecar(path: str | Path, spec: OnnxPolicySpec) -> Path:
     return write_json(path, spec.to_dict())
 
 
+def _read(side: Path) -> OnnxPolicySpec:
+    try:
+        return OnnxPolicySpec.from_dict(read_json(side))
+    except RecursionError:
+        raise SidecarError(f"{side}: nested too deeply to be a sidecar; {_REEXPORT}") from None
+    except (CheckpointError, SidecarError) as exc:  # read_json: not JSON / not UTF-8
+        raise SidecarError(
+            f"{side}: {exc}. The sidecar is damaged or was edited by hand: fix it or {_REEXPORT}"
+        ) from None
+
+
+def _inside(side: Path, name: str) -> Path:
+    """``side.parent / name``, refused if a symlink on the way leads out of the export folder."""
+    model = side.parent / name
+    try:
+        inside = model.resolve().is_relative_to(side.parent.resolve())
+    except (OSError, RuntimeError):  # a symlink loop
+        inside = False
+    if not inside:
+        raise SidecarError(
+            f"{side} names model '{name}', which resolves outside the export folder {side.parent} (a symlink?); "
+            f"put the graph itself in the folder or {_REEXPORT}"
+        )
+    return model
+
+
 def load_sidecar(path: str | Path, *, verify: bool = True) -> tuple[OnnxPolicySpec, Path]:
-    """Read and validate a sidecar; returns it and the model path (checksum verified if recorded)."""
+    """Read and validate a sidecar; returns it and the model path, whose sha256 must match the
+    recorded one (``verify=False`` skips the checksum, recorded or not, and only that)."""
     side = sidecar_path(path)
     if not side.is_file():
-        raise CheckpointError(
+        raise PolicyArtifactError(
             f"no ONNX policy sidecar at {side}: an exported policy is a '.onnx' file with a JSON sidecar "
             f"(format '{FORMAT}') beside it; export with `librobot export CHECKPOINT --format onnx`"
         )
-    try:
-        data = json.loads(side.read_text())
-    except json.JSONDecodeError as exc:
-        raise CheckpointError(f"{side}: not valid JSON ({exc})") from exc
-    spec = OnnxPolicySpec.from_dict(data)
-    model = side.parent / spec.model
+    spec = _read(side)
+    model = _inside(side, spec.model)
     if not model.is_file():
-        raise CheckpointError(f"{side} names model '{spec.model}', but {model} does not exist")
-    if verify and spec.model_sha256 and sha256_file(model) != spec.model_sha256:
-        raise CheckpointError(
-            f"{model}: sha256 differs from the one in {side}; the model and sidecar do not belong together"
+        raise PolicyArtifactError(f"{side} names model '{spec.model}', but {model} does not exist: {_REEXPORT}")
+    if not verify:
+        return spec, model
+    if spec.model_sha256 is None:
+        raise MissingChecksumError(
+            f"{side} records no model_sha256, so {model.name} cannot be checked: the export is incomplete "
+            f"(`librobot export` always records it); {_REEXPORT}. If you built or edited the graph yourself, "
+            f"record its checksum deliberately with `python -c \"from librobot.serve.sidecar import record_checksum; "
+            f"record_checksum('{side.parent}')\"`, or load with verify=False"
+        )
+    if sha256_file(model) != spec.model_sha256:
+        raise CorruptModelError(
+            f"{model}: sha256 differs from the one recorded in {side}: the file is corrupt or truncated (an "
+            f"interrupted copy?) or belongs to another export; copy the export folder again or {_REEXPORT}"
         )
     return spec, model
+
+
+def record_checksum(path: str | Path) -> Path:
+    """Record the model's sha256 in its sidecar: for graphs built or edited by hand, on purpose."""
+    spec, model = load_sidecar(path, verify=False)
+    return save_sidecar(sidecar_path(path), replace(spec, model_sha256=sha256_file(model)))
 
 
 def check_task_ids(spec: OnnxPolicySpec, task: str | None) -> tuple[np.ndarray, np.ndarray]:
