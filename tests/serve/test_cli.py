@@ -44,10 +44,20 @@ def test_serve_command_is_contributed_with_its_options(export_dir, tmp_path):
             str(tokens),
             "--max-batch-size",
             "4",
+            "--read-timeout-s",
+            "2.5",
+            "--max-connections",
+            "32",
+            "--inference-timeout-s",
+            "12",
+            "--docs",
         ]
     )
     assert args.func is serve_cli._cmd_serve and args.host == "127.0.0.1"
     service, servers = serve_cli.build_servers(args)
+    config = service.config
+    limits = (config.read_timeout_s, config.max_connections, config.inference_timeout_s, config.docs)
+    assert limits == (2.5, 32, 12, True)
     try:
         for server in servers:
             server.start()
@@ -59,6 +69,23 @@ def test_serve_command_is_contributed_with_its_options(export_dir, tmp_path):
                 client.predict_chunk({"observation.state": state}), expected, rtol=1e-5, atol=1e-5
             )
         assert service.config.max_batch_size == 4 and isinstance(service.policy, OnnxPolicy)
+    finally:
+        for server in servers:
+            server.stop()
+        service.close()
+
+
+def test_serve_limits_default_to_the_service_defaults(export_dir):
+    args = build_parser().parse_args(["serve", "--onnx", str(export_dir[0]), "--port", "0"])
+    service, servers = serve_cli.build_servers(args)
+    try:
+        config = service.config
+        assert (config.read_timeout_s, config.max_connections, config.inference_timeout_s, config.docs) == (
+            10.0,
+            128,
+            30.0,
+            False,
+        )
     finally:
         for server in servers:
             server.stop()

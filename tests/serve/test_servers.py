@@ -32,7 +32,9 @@ def servers():
         policy = LinearChunkPolicy.random(state_dim=6, horizon=16, action_dim=4, seed=1, tasks=TASKS)
         service = PolicyService(
             policy,
-            ServeConfig(max_batch_size=batch, batch_timeout_ms=2.0, max_request_bytes=LIMIT, auth=TokenAuth([TOKEN])),
+            ServeConfig(
+                max_batch_size=batch, batch_timeout_ms=2.0, max_request_bytes=LIMIT, auth=TokenAuth([TOKEN]), docs=True
+            ),
         )
         made[name] = (policy, service, RestServer(service, port=0).start(), GrpcServer(service, port=0).start())
     yield made
@@ -253,11 +255,11 @@ def test_grpc_hostile_inputs_get_the_right_status_while_good_requests_keep_worki
 def test_openapi_schema_documents_the_binary_endpoints(servers):
     rest = servers["plain"][2]
     conn = http.client.HTTPConnection(rest.host, rest.port, timeout=30)
-    conn.request("GET", "/openapi.json")
+    conn.request("GET", "/openapi.json", headers={"Authorization": f"Bearer {TOKEN}"})  # ServeConfig(docs=True)
     schema = json.loads(conn.getresponse().read())
     predict = schema["paths"]["/v1/predict"]["post"]
     assert "application/msgpack" in predict["requestBody"]["content"]
-    assert {"200", "401", "413", "415", "422"} <= set(predict["responses"])
+    assert {"200", "401", "408", "413", "415", "422", "504"} <= set(predict["responses"])
     assert {"/v1/info", "/v1/health", "/v1/metrics"} <= set(schema["paths"])
     assert _post(rest, encode_request(_obs(1), TASKS[0]))[0] == 200
     conn.request("GET", "/v1/metrics?format=prometheus", headers={"X-API-Key": TOKEN})

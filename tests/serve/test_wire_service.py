@@ -8,7 +8,13 @@ from _serve_testlib import LinearChunkPolicy, MixtureFlowPolicy
 
 from librobot.core.errors import ConfigError
 from librobot.serve.auth import TokenAuth, load_token_file
-from librobot.serve.errors import MalformedRequestError, OverloadedError, RequestError, UnauthenticatedError
+from librobot.serve.errors import (
+    DeadlineExceededError,
+    MalformedRequestError,
+    OverloadedError,
+    RequestError,
+    UnauthenticatedError,
+)
 from librobot.serve.service import PolicyService, ServeConfig
 from librobot.serve.stats import LatencyRecorder
 from librobot.serve.wire import (
@@ -47,6 +53,11 @@ def test_arrays_round_trip_for_every_dtype_as_raw_bytes():
         ({"dtype": "float32", "shape": [1], "data": "abcd"}, "must be bytes"),
         ({"dtype": "float32", "shape": [1]}, "encoded as"),
         ([1.0, 2.0], "encoded as"),
+        # element counts that wrap around in int64 (to 0, or a negative byte count) or that numpy refuses
+        ({"dtype": "float32", "shape": [2**63], "data": b""}, r"\[9223372036854775808\] describes more than 2\*\*40"),
+        ({"dtype": "float32", "shape": [2**32, 2**32], "data": b""}, r"describes more than 2\*\*40 elements"),
+        ({"dtype": "uint8", "shape": [0, 2**62], "data": b""}, r"describes more than 2\*\*40 elements"),
+        ({"dtype": "float64", "shape": [2**20, 2**20], "data": b"x"}, r"1 bytes do not hold .* \(8796093022208 "),
     ],
 )
 def test_malformed_arrays_are_refused_naming_the_field(obj, match):
@@ -181,6 +192,30 @@ def test_a_full_queue_answers_overloaded_at_once(batch):
     gate.set()
     assert all(f.result(timeout=30).action.shape == (6, 3) for f in pending)
     service.close()
+
+
+@pytest.mark.parametrize("batch", [1, 2])
+def test_waiting_for_a_hung_policy_is_bounded_by_the_inference_timeout(batch):
+    gate = threading.Event()
+
+    class Hung(LinearChunkPolicy):
+        def predict_chunk(self, observation, task=None):
+            gate.wait(30)
+            return super().predict_chunk(observation, task)
+
+    base = LinearChunkPolicy.random(4, 6, 3)
+    service = PolicyService(Hung(base.m, base.b, 6, 3), ServeConfig(max_batch_size=batch, inference_timeout_s=0.2))
+    request = service.validate(parse_request({"observation": {"observation.state": encode_array(np.zeros(4))}}))
+    try:
+        with pytest.raises(DeadlineExceededError, match=r"inference timeout of 0.2 s: --inference-timeout-s"):
+            service.run(request)  # no deadline from the caller: the server's bound applies
+        assert service.deadline(100.0, 5.0) == 100.2 and service.deadline(100.0, 0.05) == 100.05
+    finally:
+        gate.set()
+    service.close()
+    for bad in ({"inference_timeout_s": 0}, {"read_timeout_s": -1}, {"max_connections": 0}):
+        with pytest.raises(ConfigError, match="read_timeout_s > 0, inference_timeout_s > 0 and max_connections >= 1"):
+            ServeConfig(**bad)
 
 
 def test_token_auth_is_constant_time_over_all_tokens_and_validates_tokens(tmp_path):

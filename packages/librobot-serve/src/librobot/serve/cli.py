@@ -1,6 +1,7 @@
 """``librobot serve``: serve a policy over REST and/or gRPC; ``librobot export``: export one.
 
     librobot serve --onnx export_dir --port 8000 --grpc-port 50051 --token-file tokens.txt
+        [--read-timeout-s 10] [--max-connections 128] [--inference-timeout-s 30] [--docs]
     librobot serve CHECKPOINT ...        # an export directory (policy.onnx + policy.json), a torch
                                          # policy folder (save_pretrained) or a training run folder
     librobot export CHECKPOINT --format onnx|torchscript [--fp16] [--int8] [--tasks T ...] [--out DIR]
@@ -121,6 +122,10 @@ def build_servers(args: argparse.Namespace) -> tuple[Any, list[Any]]:
         max_request_bytes=args.max_request_bytes,
         workers=args.workers,
         auth=auth,
+        read_timeout_s=args.read_timeout_s,
+        max_connections=args.max_connections,
+        inference_timeout_s=args.inference_timeout_s,
+        docs=args.docs,
     )
     service = PolicyService(policy, config)
     servers: list[Any] = []
@@ -170,6 +175,16 @@ def add_commands(subparsers: Any) -> None:
     p.add_argument("--batch-timeout-ms", type=float, default=2.0, help="dynamic batching: wait for a batch to fill")
     p.add_argument("--workers", type=int, default=2, help="without batching: threads running policy calls")
     p.add_argument("--max-request-bytes", type=int, default=8 << 20, help="largest accepted request body")
+    p.add_argument(
+        "--read-timeout-s", type=float, default=10.0, help="REST: a request must arrive whole within this (else 408)"
+    )
+    p.add_argument(
+        "--max-connections", type=int, default=128, help="REST: open connections (more: 503); gRPC: RPCs in progress"
+    )
+    p.add_argument(
+        "--inference-timeout-s", type=float, default=30.0, help="longest wait for a chunk (then 504), any deadline"
+    )
+    p.add_argument("--docs", action="store_true", help="REST: serve /openapi.json (behind the same auth)")
     p.add_argument("--seed", type=int, default=0, help="seed of the sampling noise")
     p.add_argument("--task", help="torch policies: the instruction used when a request carries none")
     p.set_defaults(func=_cmd_serve)

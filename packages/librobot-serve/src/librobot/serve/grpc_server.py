@@ -3,7 +3,9 @@
 Same ``PolicyService`` as REST. Status codes: UNAUTHENTICATED (credentials in the ``authorization:
 Bearer …`` or ``x-api-key`` metadata), RESOURCE_EXHAUSTED (message over ``max_request_bytes``,
 enforced by gRPC itself; or a full queue as UNAVAILABLE), INVALID_ARGUMENT (a field, named in the
-details), DEADLINE_EXCEEDED. The client's deadline bounds the time a request may wait for a batch.
+details; also a policy output of NaN/inf), DEADLINE_EXCEEDED (the client's deadline, capped by
+``inference_timeout_s``, passed before the chunk was ready). ``max_connections`` bounds the RPCs in
+progress (more: RESOURCE_EXHAUSTED) and ``read_timeout_s`` a new connection's handshake.
 """
 
 from __future__ import annotations
@@ -51,16 +53,18 @@ class GrpcServer:
         self.grpc = grpc
         self.pb2, pb2_grpc = load_proto()
         self.service = service
-        limit = service.config.max_request_bytes
+        config = service.config
         options = [
-            ("grpc.max_receive_message_length", limit),
+            ("grpc.max_receive_message_length", config.max_request_bytes),
             ("grpc.max_send_message_length", 64 << 20),
             ("grpc.so_reuseport", 0),
+            ("grpc.server_handshake_timeout_ms", max(1, int(config.read_timeout_s * 1e3))),
         ]
         self._server = grpc.server(
             ThreadPoolExecutor(max_workers, thread_name_prefix="librobot-grpc"),
             options=options,
             interceptors=list(interceptors),
+            maximum_concurrent_rpcs=config.max_connections,
         )
         pb2_grpc.add_PolicyServiceServicer_to_server(_Servicer(self), self._server)
         self.host = host
@@ -113,18 +117,16 @@ class _Servicer:
         try:
             try:
                 req = self.service.validate(request_from_proto(request))
-                remaining = context.time_remaining()
-                deadline = None if remaining is None else received + remaining
-                prediction = self.service.run(req, deadline)
+                prediction = self.service.run(req, self.service.deadline(received, context.time_remaining()))
             except (RequestError, DeadlineExceededError) as exc:
                 code = getattr(self.codes, exc.grpc_code)
                 metrics.count("grpc", "predict", exc.grpc_code)
                 field = getattr(exc, "field", None)
                 context.abort(code, f"{field}: {exc.detail}" if field else str(exc))
-            except Exception as exc:  # this request fails; the server keeps serving
+            except Exception:  # this request fails; the server keeps serving
                 log.exception("predict failed")
                 metrics.count("grpc", "predict", "INTERNAL")
-                context.abort(self.codes.INTERNAL, f"internal error: {type(exc).__name__}: {exc}")
+                context.abort(self.codes.INTERNAL, "internal server error; the server's log has the details")
             server_ms = (time.monotonic() - received) * 1e3
             metrics.latency.record(server_ms / 1e3)
             metrics.count("grpc", "predict", "OK")

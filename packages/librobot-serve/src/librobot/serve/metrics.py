@@ -1,5 +1,7 @@
 """Server metrics shared by the REST and gRPC front ends: request counts by transport and outcome,
-end-to-end latency (histogram + percentiles), policy-call latency, batch sizes, requests in flight.
+end-to-end latency (histogram + percentiles), policy-call latency, batch sizes, requests in flight,
+and events that are neither a request's answer nor a server fault (``non_finite_action``: the policy
+produced NaN/inf for an observation, answered 422).
 ``snapshot()`` is the JSON of the metrics endpoints; ``prometheus()`` the text exposition format."""
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ class ServerMetrics:
         self.started = time.time()
         self.requests: Counter[tuple[str, str, str]] = Counter()  # (transport, method, outcome)
         self.batch_sizes: Counter[int] = Counter()
+        self.events: Counter[str] = Counter()
         self.latency = LatencyRecorder()  # request received → response ready (successful predicts)
         self.inference = LatencyRecorder()  # one policy call (a whole batch)
         self.in_flight = 0
@@ -25,6 +28,10 @@ class ServerMetrics:
     def count(self, transport: str, method: str, outcome: str | int) -> None:
         with self._lock:
             self.requests[(transport, method, str(outcome))] += 1
+
+    def event(self, name: str) -> None:
+        with self._lock:
+            self.events[name] += 1
 
     def batch(self, size: int, seconds: float) -> None:
         with self._lock:
@@ -46,6 +53,7 @@ class ServerMetrics:
                 for (t, m, o), c in sorted(self.requests.items())
             ]
             batches = {str(k): v for k, v in sorted(self.batch_sizes.items())}
+            events = dict(sorted(self.events.items()))
             in_flight = self.in_flight
         return {
             "uptime_s": time.time() - self.started,
@@ -54,6 +62,7 @@ class ServerMetrics:
             "latency": self.latency.summary(),
             "inference": self.inference.summary(),
             "batch_sizes": batches,
+            "events": events,
         }
 
     def prometheus(self) -> str:
@@ -69,6 +78,9 @@ class ServerMetrics:
                 lines.append(f'librobot_{name}_latency_ms_bucket{{le="{edge}"}} {count}')
             lines.append(f"librobot_{name}_latency_ms_sum {summary['mean_ms'] * summary['count']:.6f}")
             lines.append(f"librobot_{name}_latency_ms_count {summary['count']}")
+        lines.append("# TYPE librobot_events_total counter")
+        for name, count in snap["events"].items():
+            lines.append(f'librobot_events_total{{event="{name}"}} {count}')
         lines.append("# TYPE librobot_in_flight gauge")
         lines.append(f"librobot_in_flight {snap['in_flight']}")
         return "\n".join(lines) + "\n"

@@ -1,18 +1,24 @@
-"""The REST policy server (FastAPI; OpenAPI schema at /openapi.json, docs at /docs).
+"""The REST policy server (FastAPI).
 
     POST /v1/predict   application/msgpack body (librobot.serve.wire) → msgpack {action, timing}
     GET  /v1/info      policy metadata: action_dim, chunk_size, inputs, known tasks, RTC support
     GET  /v1/health    {"status": "ok"} (no auth unless ServeConfig.health_requires_auth)
     GET  /v1/metrics   JSON, or Prometheus text with ?format=prometheus
+    GET  /openapi.json only with ServeConfig.docs, behind the same auth (no /docs or /redoc pages:
+                       they load JavaScript from a CDN)
 
 Checks run cheapest first: credentials (401), size (413: Content-Length, then the bytes actually
-read), media type (415), decoding (400), fields (422). Errors are JSON
-``{"error": {"status", "field", "message"}}``; any failure answers only its own request.
+read), media type (415), decoding and headers (400), fields (422). Errors are JSON
+``{"error": {"status", "field", "message"}}``; any failure answers only its own request. A
+policy that returns NaN/inf answers 422; one that takes longer than the request's deadline (at
+most ``inference_timeout_s``) answers 504. Slow senders and connections over the limit are dropped
+by the protocol (``librobot.serve.http_limits``).
 """
 
 # No ``from __future__ import annotations`` here: FastAPI reads the endpoints' annotations at
 # definition time, and ``Request`` is imported lazily inside ``create_app``.
 import asyncio
+import re
 import socket
 import threading
 import time
@@ -27,6 +33,7 @@ from librobot.serve.errors import (
     RequestError,
     UnsupportedMediaTypeError,
 )
+from librobot.serve.http_limits import guarded_h11_protocol
 from librobot.serve.service import PolicyService
 from librobot.serve.wire import MSGPACK_TYPES, decode_msgpack, encode_array, encode_msgpack, parse_request
 
@@ -68,11 +75,12 @@ _PREDICT_OPENAPI = {
         },
         "400": {"description": "undecodable body"},
         "401": {"description": "missing or invalid token"},
+        "408": {"description": "the request did not arrive within the read timeout"},
         "413": {"description": "body larger than the server's limit"},
         "415": {"description": "not application/msgpack"},
-        "422": {"description": "a field is invalid (named in error.field)"},
+        "422": {"description": "a field is invalid (named in error.field), or the policy produced NaN/inf for it"},
         "503": {"description": "overloaded; retry with backoff"},
-        "504": {"description": "deadline passed while queued"},
+        "504": {"description": "no chunk before the deadline (x-request-timeout-ms, capped by the server)"},
     },
 }
 
@@ -81,16 +89,26 @@ def _error(status: int, message: str, field: str | None = None) -> Any:
     from fastapi.responses import JSONResponse
 
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    if status == 413:  # the rest of the body may never come: do not keep the connection for it
+        headers = {"Connection": "close"}
     return JSONResponse(
         {"error": {"status": status, "field": field, "message": message}}, status_code=status, headers=headers
     )
 
 
+def _header_int(request: Any, name: str, digits: int) -> int | None:
+    """A header holding a whole number (ASCII digits only: str.isdigit() accepts '²', int() does not)."""
+    value = request.headers.get(name)
+    if value is None:
+        return None
+    if not re.fullmatch(rf"[0-9]{{1,{digits}}}", value):
+        shown = value if len(value) <= 24 else value[:24] + "…"
+        raise MalformedRequestError(f"expected a whole number of at most {digits} digits, got {shown!r}", field=name)
+    return int(value)
+
+
 async def _read_body(request: Any, limit: int) -> bytes:
-    length = request.headers.get("content-length")
-    if length is not None and (not length.isdigit()):
-        raise MalformedRequestError("invalid Content-Length header")
-    declared = int(length) if length is not None else None
+    declared = _header_int(request, "content-length", 18)
     if declared is not None and declared > 16 * limit:  # not worth draining: answer and drop the connection
         raise PayloadTooLargeError(f"request body of {declared} bytes exceeds the limit of {limit} bytes")
     chunks, size = [], 0
@@ -110,11 +128,15 @@ def create_app(service: PolicyService) -> Any:
     fastapi = require("fastapi", extra=EXTRA, purpose="the REST policy server")
     from fastapi import Request
     from fastapi.responses import JSONResponse, PlainTextResponse, Response
+    from starlette.requests import ClientDisconnect
 
     app = fastapi.FastAPI(
         title="LibroBot VLA policy server",
         version="1",
         description="Action chunks from a VLA policy. Bodies are msgpack with numpy arrays as {dtype, shape, data}.",
+        docs_url=None,  # no unauthenticated schema, no CDN-hosted pages: ServeConfig.docs adds the schema
+        redoc_url=None,
+        openapi_url=None,
     )
     limit = service.config.max_request_bytes
     metrics = service.metrics
@@ -132,11 +154,10 @@ def create_app(service: PolicyService) -> Any:
             media = request.headers.get("content-type", "").split(";")[0].strip().lower()
             if media not in MSGPACK_TYPES:
                 raise UnsupportedMediaTypeError(f"Content-Type must be application/msgpack, got {media or 'none'!r}")
+            timeout_ms = _header_int(request, DEADLINE_HEADER, 10)
             req = service.validate(parse_request(decode_msgpack(body, limit)))
-            deadline = None
-            if request.headers.get(DEADLINE_HEADER, "").isdigit():
-                deadline = received + int(request.headers[DEADLINE_HEADER]) / 1e3
-            prediction = await asyncio.wrap_future(service.submit(req, deadline))
+            deadline = service.deadline(received, None if timeout_ms is None else timeout_ms / 1e3)
+            prediction = await service.run_async(req, deadline)
             server_ms = (time.monotonic() - received) * 1e3
             out = {
                 "action": encode_array(prediction.action),
@@ -149,10 +170,14 @@ def create_app(service: PolicyService) -> Any:
         except (RequestError, DeadlineExceededError) as exc:
             metrics.count("rest", "predict", exc.status)
             return _error(exc.status, getattr(exc, "detail", str(exc)), getattr(exc, "field", None))
-        except Exception as exc:  # the server keeps serving; this client gets a 500
+        except ClientDisconnect:  # the client left (or was dropped for sending too slowly): nobody to answer
+            log.debug("client disconnected before its request body arrived")
+            metrics.count("rest", "predict", "disconnected")
+            return Response(status_code=499)
+        except Exception:  # the server keeps serving; this client gets a 500 without internals
             log.exception("predict failed")
             metrics.count("rest", "predict", 500)
-            return _error(500, f"internal error: {type(exc).__name__}: {exc}")
+            return _error(500, "internal server error; the server's log has the details")
         finally:
             metrics.leave()
 
@@ -185,6 +210,8 @@ def create_app(service: PolicyService) -> Any:
             ),
         )
     )
+    if service.config.docs:
+        app.get("/openapi.json", include_in_schema=False)(guarded("openapi", lambda r: JSONResponse(app.openapi())))
     return app
 
 
@@ -206,7 +233,13 @@ class RestServer:
         self._socket = socket.create_server((host, port), backlog=512)
         self.host, self.port = self._socket.getsockname()[:2]
         app = app if app is not None else create_app(service)
-        config = uvicorn.Config(app, log_level=log_level, access_log=False, timeout_keep_alive=30)
+        limits = service.config
+        protocol = guarded_h11_protocol(
+            read_timeout_s=limits.read_timeout_s,
+            max_connections=limits.max_connections,
+            on_event=lambda name: service.metrics.count("rest", "connection", name),
+        )
+        config = uvicorn.Config(app, http=protocol, log_level=log_level, access_log=False, timeout_keep_alive=30)
         self._server = uvicorn.Server(config)
         self._thread: threading.Thread | None = None
 

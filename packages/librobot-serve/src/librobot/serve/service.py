@@ -5,11 +5,13 @@ decode bytes and map ``RequestError`` subclasses to their status codes.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import threading
 import time
 from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
@@ -18,15 +20,19 @@ import numpy as np
 
 from librobot.core.errors import ConfigError, SpecError
 from librobot.core.interfaces import PolicyInterface
+from librobot.core.logging import get_logger
 from librobot.serve import __version__
 from librobot.serve.auth import TokenAuth
 from librobot.serve.batching import BatchItem, DynamicBatcher
-from librobot.serve.errors import DeadlineExceededError, OverloadedError, RequestError
+from librobot.serve.errors import DeadlineExceededError, NonFiniteActionError, OverloadedError, RequestError
 from librobot.serve.metrics import ServerMetrics
 from librobot.serve.protocols import input_features, known_tasks, obs_horizon, supports_batch, supports_rtc
 from librobot.serve.rtc import pad_prefix
 from librobot.serve.validation import check_finite_arrays, check_observation, check_task
 from librobot.serve.wire import PredictRequest
+
+log = get_logger("serve.service")
+WAIT_GRACE_S = 0.1  # a chunk finishing just after its deadline is still delivered
 
 
 @dataclass
@@ -38,6 +44,15 @@ class ServeConfig:
     max_request_bytes: int = 8 << 20
     auth: TokenAuth | None = None
     health_requires_auth: bool = False
+    # REST: a request's headers and body must all arrive within this (slow senders get 408 and are
+    # dropped); gRPC: the connection handshake.
+    read_timeout_s: float = 10.0
+    # REST: open connections (more are answered 503 and closed); gRPC: RPCs in progress (RESOURCE_EXHAUSTED).
+    max_connections: int = 128
+    # The longest a request waits for its chunk (queue + policy call) when the client's deadline is
+    # later or absent: a hung policy answers 504 / DEADLINE_EXCEEDED instead of holding clients forever.
+    inference_timeout_s: float = 30.0
+    docs: bool = False  # REST: serve /openapi.json (behind auth); never the CDN-backed /docs pages
 
     def __post_init__(self) -> None:
         if (
@@ -51,6 +66,11 @@ class ServeConfig:
                 "ServeConfig: need max_batch_size >= 1, batch_timeout_ms >= 0, max_queue >= 1, "
                 f"max_request_bytes >= 1024, workers >= 1; got {self.max_batch_size}, {self.batch_timeout_ms}, "
                 f"{self.max_queue}, {self.max_request_bytes}, {self.workers}"
+            )
+        if not (self.read_timeout_s > 0 and self.inference_timeout_s > 0 and self.max_connections >= 1):
+            raise ConfigError(
+                "ServeConfig: need read_timeout_s > 0, inference_timeout_s > 0 and max_connections >= 1; got "
+                f"{self.read_timeout_s}, {self.inference_timeout_s}, {self.max_connections}"
             )
 
 
@@ -161,10 +181,42 @@ class PolicyService:
         self.executor.submit(self._run_one, item)
         return item.future
 
+    def deadline(self, received: float, client_timeout_s: float | None = None) -> float:
+        """When a request received at ``received`` (monotonic) stops waiting: the client's timeout,
+        capped by the server's ``inference_timeout_s``."""
+        bound = self.config.inference_timeout_s
+        return received + (bound if client_timeout_s is None else min(bound, max(0.0, client_timeout_s)))
+
+    def _timed_out(self) -> DeadlineExceededError:
+        return DeadlineExceededError(
+            "no action chunk before the request's deadline (the client's, capped by the server's inference "
+            f"timeout of {self.config.inference_timeout_s:g} s: --inference-timeout-s); the policy may be "
+            "stuck or overloaded"
+        )
+
     def run(self, request: PredictRequest, deadline: float | None = None) -> Prediction:
-        """Run a validated request and wait for its chunk."""
-        timeout = None if deadline is None else max(0.0, deadline - time.monotonic()) + 1.0
-        return self.submit(request, deadline).result(timeout)
+        """Run a validated request and wait for its chunk, at most until ``deadline`` (default: the
+        server's inference timeout from now); DeadlineExceededError after it."""
+        deadline = self.deadline(time.monotonic()) if deadline is None else deadline
+        future = self.submit(request, deadline)
+        try:
+            return future.result(max(0.0, deadline - time.monotonic()) + WAIT_GRACE_S)
+        except DeadlineExceededError:
+            raise
+        except FutureTimeout:  # the wait ended, not the policy call: it finishes unobserved
+            raise self._timed_out() from None
+
+    async def run_async(self, request: PredictRequest, deadline: float) -> Prediction:
+        """``run`` for an event loop."""
+        future = asyncio.wrap_future(self.submit(request, deadline))
+        try:
+            # shield: a wait that gives up must not cancel the future the worker will resolve
+            return await asyncio.wait_for(asyncio.shield(future), max(0.0, deadline - time.monotonic()) + WAIT_GRACE_S)
+        except DeadlineExceededError:
+            raise
+        except asyncio.TimeoutError:  # (distinct from TimeoutError before Python 3.11)
+            future.add_done_callback(lambda f: f.cancelled() or f.exception())  # nobody reads it later
+            raise self._timed_out() from None
 
     def _run_one(self, item: BatchItem) -> None:
         with self._queued_lock:
@@ -184,7 +236,8 @@ class PolicyService:
             kwargs = {"prefix_actions": request.prefix_actions, "prefix_weights": request.prefix_weights}
         with self._lock:
             chunk = self.policy.predict_chunk(request.observation, request.task, **kwargs)
-        return np.asarray(chunk, np.float32)
+        with np.errstate(over="ignore"):  # out-of-range values become inf, refused in _resolve
+            return np.asarray(chunk, np.float32)
 
     def _call_batch(self, requests: list[PredictRequest]) -> np.ndarray:
         stacked = {k: np.stack([r.observation[k] for r in requests]) for k in requests[0].observation}
@@ -201,7 +254,8 @@ class PolicyService:
             }
         with self._lock:
             chunks = self.policy.predict_chunks(stacked, [r.task for r in requests], **kwargs)
-        return np.asarray(chunks, np.float32)
+        with np.errstate(over="ignore"):
+            return np.asarray(chunks, np.float32)
 
     def _run_items(self, items: list[BatchItem]) -> None:
         """Resolve each item's future; one batched call per group of same-shaped observations."""
@@ -242,6 +296,17 @@ class PolicyService:
     def _resolve(self, item: BatchItem, chunk: np.ndarray, started: float, elapsed: float, size: int) -> None:
         if chunk.shape != (self.horizon, self.action_dim) and (chunk.ndim != 2 or chunk.shape[1] != self.action_dim):
             item.future.set_exception(RuntimeError(f"policy returned a chunk of shape {list(chunk.shape)}"))
+            return
+        if not np.isfinite(chunk).all():  # never hand NaN/inf commands to a robot
+            self.metrics.event("non_finite_action")
+            log.info("the policy produced non-finite actions for request %s", item.payload.request_id)
+            item.future.set_exception(
+                NonFiniteActionError(
+                    "the policy produced non-finite actions (NaN or inf) for this observation; check that "
+                    "every input lies in the range the policy was trained on (robot units, no huge values)",
+                    field="observation",
+                )
+            )
             return
         queue_ms = (started - item.enqueued) * 1e3
         item.future.set_result(Prediction(chunk, queue_ms, elapsed * 1e3, size))

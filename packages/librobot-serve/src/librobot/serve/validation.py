@@ -44,13 +44,27 @@ def coerce_input(spec: FeatureSpec, value: Any, batch: int | None = None) -> np.
             return value.astype(dtype) / dtype.type(255.0)
         if not (_is_float(dtype) and _is_float(value.dtype)):
             raise SpecError(f"'{spec.name}': expected dtype {spec.dtype}, got {value.dtype}")
-        value = value.astype(dtype)
-    if _is_float(dtype) and not np.isfinite(value).all():
-        bad = np.argwhere(~np.isfinite(value))[0].tolist()
-        raise SpecError(f"'{spec.name}': contains NaN or inf (first at index {bad})")
+        _check_finite(spec.name, value)
+        with np.errstate(over="ignore"):
+            cast = value.astype(dtype)
+        if not np.isfinite(cast).all():  # finite as sent, too large for the policy's dtype
+            bad = np.argwhere(~np.isfinite(cast))[0].tolist()
+            raise SpecError(
+                f"'{spec.name}': value {value[tuple(bad)]:.4g} at index {bad} does not fit in {dtype} "
+                f"(largest magnitude {np.finfo(dtype).max:.4g}); send values in the policy's units"
+            )
+        value = cast
+    if _is_float(dtype):
+        _check_finite(spec.name, value)
     if spec.kind == "image" and _is_float(dtype) and (value.min(initial=0) < 0 or value.max(initial=0) > 1):
         raise SpecError(f"'{spec.name}': float images must lie in [0, 1] (or send uint8 frames)")
     return value
+
+
+def _check_finite(name: str, value: np.ndarray) -> None:
+    if not np.isfinite(value).all():
+        bad = np.argwhere(~np.isfinite(value))[0].tolist()
+        raise SpecError(f"'{name}': contains NaN or inf (first at index {bad})")
 
 
 def check_observation(

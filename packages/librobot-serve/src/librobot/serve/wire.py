@@ -17,6 +17,7 @@ Response: ``{"action": ARRAY [H, A] float32, "timing": {…}, "request_id": …}
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +29,7 @@ from librobot.serve.errors import MalformedRequestError, RequestError
 
 DTYPES = ("float16", "float32", "float64", "uint8", "int8", "int16", "int32", "int64", "bool")
 MAX_RANK = 8
+MAX_ELEMENTS = 1 << 40  # per array, zero-length axes aside: far above any request, far below numpy's limit
 REQUEST_KEYS = {"observation", "task", "prefix_actions", "prefix_weights", "request_id"}
 MSGPACK_TYPES = ("application/msgpack", "application/x-msgpack", "application/vnd.msgpack")
 
@@ -70,10 +72,15 @@ def decode_array(obj: Any, field: str) -> np.ndarray:
         raise MalformedRequestError(
             f"shape must be a list of at most {MAX_RANK} non-negative ints, got {shape!r}", field=field
         )
+    # Python ints: np.prod in int64 wraps around ([2**32, 2**32] → 0 elements, [2**63] → negative).
+    if math.prod(s for s in shape if s) > MAX_ELEMENTS:
+        raise MalformedRequestError(
+            f"shape {list(shape)} describes more than 2**40 elements; send the array's real shape", field=field
+        )
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise MalformedRequestError(f"data must be bytes, got {type(data).__name__}", field=field)
     item = np.dtype(dtype).newbyteorder("<")
-    expected = int(np.prod(shape, dtype=np.int64)) * item.itemsize
+    expected = math.prod(shape) * item.itemsize
     if len(data) != expected:
         raise MalformedRequestError(
             f"{len(data)} bytes do not hold shape {list(shape)} of {dtype} ({expected} bytes)", field=field
