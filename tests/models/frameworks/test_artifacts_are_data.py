@@ -125,6 +125,12 @@ def test_trust_remote_code_honours_a_reference_the_user_vouches_for(tmp_path):
         got = loaded.eval().predict_action(b["images"], b["text"], b["proprioception"])
     assert expected.shape == (3, 4, ACTION_DIM) and expected.abs().sum() > 0
     torch.testing.assert_close(got, expected, rtol=0, atol=0)
+    # the command-line loaders take the same escape hatch (--trust-remote-code)
+    from librobot.serve.cli import load_policy as serve_load_policy
+    from librobot.train.commands import load_policy_for_eval
+
+    assert isinstance(serve_load_policy(str(folder), trust_remote_code=True).model.tokenizer.tokenizer, UniformLike)
+    assert isinstance(load_policy_for_eval(folder, trust_remote_code=True)[1].tokenizer.tokenizer, UniformLike)
 
 
 @pytest.mark.parametrize(

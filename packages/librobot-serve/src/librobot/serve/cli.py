@@ -44,7 +44,7 @@ def policy_folder(path: Path) -> Path | None:
     return None
 
 
-def load_torch_policy(path: Path) -> PolicyInterface | None:
+def load_torch_policy(path: Path, *, trust_remote_code: bool = False) -> PolicyInterface | None:
     """A ``TorchPolicy`` for a policy folder or run folder; None for anything else."""
     folder = policy_folder(path)
     if folder is None:
@@ -58,17 +58,23 @@ def load_torch_policy(path: Path) -> PolicyInterface | None:
         )
     from librobot.serve.torch_policy import TorchPolicy
 
-    return TorchPolicy.from_pretrained(folder)
+    return TorchPolicy.from_pretrained(folder, trust_remote_code=trust_remote_code)
 
 
 # Loaders for torch checkpoint directories: each gets the directory and returns a PolicyInterface,
 # or None when the directory is not its kind; the first non-None answer wins. Other packages may
-# append theirs (e.g. a training run layout of their own).
+# append theirs (e.g. a training run layout of their own); ``--trust-remote-code`` reaches a loader as
+# the keyword ``trust_remote_code=True`` (only when given).
 CHECKPOINT_LOADERS: list[Callable[[Path], PolicyInterface | None]] = [load_torch_policy]
 
 
 def load_policy(
-    checkpoint: str | None = None, *, onnx: str | None = None, seed: int | None = 0, task: str | None = None
+    checkpoint: str | None = None,
+    *,
+    onnx: str | None = None,
+    seed: int | None = 0,
+    task: str | None = None,
+    trust_remote_code: bool = False,
 ) -> PolicyInterface:
     """The policy to serve, from ``--onnx PATH`` or a CHECKPOINT directory."""
     if (checkpoint is None) == (onnx is None):
@@ -85,7 +91,7 @@ def load_policy(
 
         return OnnxPolicy(path, seed=seed)
     for loader in CHECKPOINT_LOADERS:
-        policy = loader(path)
+        policy = loader(path, trust_remote_code=True) if trust_remote_code else loader(path)
         if policy is not None:
             if task is not None and hasattr(policy, "task"):
                 policy.task = task  # the default instruction of an in-process torch policy
@@ -109,7 +115,13 @@ def build_servers(args: argparse.Namespace) -> tuple[Any, list[Any]]:
     from librobot.serve.auth import load_token_file
     from librobot.serve.service import PolicyService, ServeConfig
 
-    policy = load_policy(args.checkpoint, onnx=args.onnx, seed=args.seed, task=getattr(args, "task", None))
+    policy = load_policy(
+        args.checkpoint,
+        onnx=args.onnx,
+        seed=args.seed,
+        task=getattr(args, "task", None),
+        trust_remote_code=getattr(args, "trust_remote_code", False),
+    )
     auth = load_token_file(args.token_file) if args.token_file else None
     if auth is None and not _is_loopback(args.host):
         log.warning(
@@ -187,8 +199,18 @@ def add_commands(subparsers: Any) -> None:
     p.add_argument("--docs", action="store_true", help="REST: serve /openapi.json (behind the same auth)")
     p.add_argument("--seed", type=int, default=0, help="seed of the sampling noise")
     p.add_argument("--task", help="torch policies: the instruction used when a request carries none")
+    add_trust_remote_code_option(p)
     p.set_defaults(func=_cmd_serve)
     add_export_command(subparsers)
+
+
+def add_trust_remote_code_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--trust-remote-code",
+        action="store_true",
+        help="torch policy folders: import the 'module:attr' components the folder names (only for folders you "
+        "trust: a folder is data, and without this flag such a reference is refused)",
+    )
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
@@ -209,6 +231,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
         max_task_tokens=args.max_task_tokens,
         rtc=not args.no_rtc,
         tolerance=args.tolerance,
+        trust_remote_code=args.trust_remote_code,
     )
     report = result.report
     summary = {
@@ -247,4 +270,5 @@ def add_export_command(subparsers: Any) -> None:
     p.add_argument("--max-task-tokens", type=int, help="prompt ids the graph takes (room for tasks added later)")
     p.add_argument("--no-rtc", action="store_true", help="leave out the real-time-chunking inputs")
     p.add_argument("--tolerance", type=float, default=1e-4, help="max parity error (normalised units) to accept")
+    add_trust_remote_code_option(p)
     p.set_defaults(func=_cmd_export)

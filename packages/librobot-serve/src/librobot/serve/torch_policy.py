@@ -52,11 +52,13 @@ class TorchPolicy(PolicyInterface):
         self.task = task
 
     @classmethod
-    def from_pretrained(cls, directory: str | Path, *, task: str | None = None, device: str = "cpu") -> TorchPolicy:
+    def from_pretrained(
+        cls, directory: str | Path, *, task: str | None = None, device: str = "cpu", trust_remote_code: bool = False
+    ) -> TorchPolicy:
         require("librobot.models", extra="librobot-serve[export]", purpose="loading torch policies")
         from librobot.models.frameworks.base import AbstractVLA
 
-        return cls(AbstractVLA.from_pretrained(directory, device=device), task=task)
+        return cls(AbstractVLA.from_pretrained(directory, device=device, trust_remote_code=trust_remote_code), task=task)
 
     @property
     def action_dim(self) -> int:

@@ -70,7 +70,7 @@ def add_sim_record(subparsers: Any) -> None:
 
 
 # ------------------------------------------------------------------------------------ eval
-def load_policy_for_eval(path: str | Path) -> tuple[Any, Any]:
+def load_policy_for_eval(path: str | Path, *, trust_remote_code: bool = False) -> tuple[Any, Any]:
     """(policy, torch model or None) from a policy folder, a run folder, or an ONNX export folder."""
     path = Path(path)
     if (path / "policy" / "config.json").is_file():
@@ -83,7 +83,7 @@ def load_policy_for_eval(path: str | Path) -> tuple[Any, Any]:
         raise ConfigError(f"{path} is neither a policy folder (config.json), a run folder (policy/) nor an ONNX export (policy.json)")
     from librobot.serve.torch_policy import TorchPolicy
 
-    policy = TorchPolicy.from_pretrained(path)
+    policy = TorchPolicy.from_pretrained(path, trust_remote_code=trust_remote_code)
     return policy, policy.model
 
 
@@ -91,7 +91,7 @@ def _run_eval(args: argparse.Namespace) -> int:
     from librobot.train.evaluation.closed_loop import evaluate_closed_loop, summary_lines
     from librobot.train.evaluation.report import write_report
 
-    policy, model = load_policy_for_eval(args.policy)
+    policy, model = load_policy_for_eval(args.policy, trust_remote_code=args.trust_remote_code)
     kwargs = _env_kwargs(args.env_arg)
     cameras = getattr(getattr(model, "config", None), "cameras", None)
     kwargs.setdefault("render", bool(cameras))
@@ -132,6 +132,9 @@ def add_eval(subparsers: Any) -> None:
     p.add_argument("--out", default="eval", help="report folder (episodes.jsonl there gets each episode as it ends)")
     p.add_argument("--env-arg", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--resume", action="store_true", help="keep the episodes of an earlier, interrupted run in --out")
+    from librobot.serve.cli import add_trust_remote_code_option
+
+    add_trust_remote_code_option(p)
     p.set_defaults(func=_run_eval)
 
 

@@ -53,13 +53,13 @@ def resolve_policy_folder(path: str | Path) -> Path:
     return path
 
 
-def _load(source: Any) -> tuple[Any, str | None]:
+def _load(source: Any, trust_remote_code: bool) -> tuple[Any, str | None]:
     if isinstance(source, torch.nn.Module):
         return source, None
     from librobot.models.frameworks.base import AbstractVLA
 
     folder = resolve_policy_folder(source)
-    return AbstractVLA.from_pretrained(folder, device="cpu"), str(folder)
+    return AbstractVLA.from_pretrained(folder, device="cpu", trust_remote_code=trust_remote_code), str(folder)
 
 
 def _versions() -> dict[str, str]:
@@ -94,6 +94,7 @@ def export_policy(
     trials: int = 3,
     tolerance: float = 1e-4,
     seed: int = 0,
+    trust_remote_code: bool = False,
 ) -> ExportResult:
     """Export ``source`` (a policy/run folder or an ``AbstractVLA``) to ``out``; see the package docstring."""
     if format not in FORMATS:
@@ -102,7 +103,7 @@ def export_policy(
         raise ConfigError("--fp16 and --int8 are alternatives: fp16 for GPU targets (the Orin), int8 for CPUs")
     if format == "torchscript" and (fp16 or int8):
         raise ConfigError("--fp16/--int8 apply to ONNX exports; TorchScript is exported in float32")
-    model, folder = _load(source)
+    model, folder = _load(source, trust_remote_code)
     framework = getattr(model, "registry_name", "") or type(model).__name__
     was_training = model.training
     model.eval().to("cpu")
