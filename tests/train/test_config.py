@@ -19,7 +19,7 @@ def test_a_typo_fails_fast_naming_key_suggestion_and_file(tmp_path):
     with pytest.raises(ConfigError) as err:
         load_run_config(path)
     message = str(err.value)
-    assert f"{path}: key 'train.max_step': unknown key; did you mean 'max_steps'?" in message
+    assert f"{path}: key 'train.max_step': unknown key; did you mean 'max_steps'" in message
 
 
 def test_wrong_types_and_values_are_all_reported(tmp_path):

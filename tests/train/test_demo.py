@@ -51,6 +51,14 @@ def test_demo_stages_write_their_outputs_and_are_reused(tmp_path):
     assert resumed["episodes"] == 2 and resumed["resumed_episodes"] == 1
     assert [r["seed"] for r in resumed["results"]] == [r["seed"] for r in report["results"]]
 
+    # `librobot eval --offline`: action error on the run's validation episodes beside the baselines
+    off = tmp_path / "offline"
+    assert librobot_main(["eval", str(out / "run"), "--offline", "--max-batches", "2", "--out", str(off)]) == 0
+    offline = json.loads((off / "offline.json").read_text())
+    assert offline["samples"] > 0 and len(offline["l1_per_dim"]) == 4
+    assert set(offline["baselines"]) == {"hold", "repeat_last"} and offline["baselines"]["repeat_last"]["l1"] > 0
+    assert isinstance(offline["verdict"]["learned"], bool)
+
 
 def test_an_interrupted_demo_continues_its_training(tmp_path):
     from _train_testlib import SendSignalAt, train_losses
@@ -87,3 +95,4 @@ def test_demo_command_line_maps_to_settings():
     assert (settings.out.name, settings.framework, settings.export, settings.steps) == ("x", "pi0", False, 1500)
     quick = demo_settings(build_parser().parse_args(["demo", "--quick"]))
     assert (quick.steps, quick.demos, quick.episodes, len(quick.tasks)) == (60, 4, 2, 2)
+

@@ -227,3 +227,68 @@ def test_policies_with_an_observation_history_get_their_windows_in_closed_loop()
     assert first.shape == (2, 2, 39) and later.shape == (2, 2, 39)
     np.testing.assert_array_equal(first[:, 0], first[:, 1])  # episode start: the first frame repeated
     assert np.abs(later[:, 1] - later[:, 0]).max() > 0  # then two consecutive, different frames
+
+
+def _offline_store(path):
+    """Two episodes, state (x, y), action (x, y, grip): absolute targets and a delta element."""
+    from librobot.data.store import EpisodeWriter
+
+    rng = np.random.default_rng(3)
+    episodes = []
+    with EpisodeWriter(path, fps=10.0, names={"observation.state": ("x", "y"), "action": ("x", "y", "grip")}) as w:
+        for length in (6, 4):
+            state = rng.normal(0, 1, (length, 2)).astype(np.float32)
+            action = rng.normal(0, 1, (length, 3)).astype(np.float32)
+            w.add_episode({"observation.state": state, "action": action}, task="t")
+            episodes.append((state, action))
+    return episodes
+
+
+def _reference_l1(episodes, horizon, chunk_of):
+    """Per-dimension L1 over valid steps of frames t >= 1, computed frame by frame in float64."""
+    total, count = np.zeros(3), np.zeros(3)
+    for state, action in episodes:
+        for t in range(1, len(action)):
+            steps = range(t, min(t + horizon, len(action)))
+            predicted = chunk_of(state, action, t)
+            for k, s in enumerate(steps):
+                total += np.abs(predicted[k] - action[s].astype(np.float64))
+                count += 1
+    return total / count
+
+
+def test_offline_baselines_and_verdict_on_a_synthetic_dataset(tmp_path):
+    import torch
+
+    from librobot.core import batch as B
+    from librobot.data.datasets import store_dataset
+    from librobot.train.evaluation.offline import evaluate_offline, hold_indices, with_previous_action
+
+    episodes = _offline_store(tmp_path / "store")
+    horizon = 3
+    dataset = with_previous_action(lambda **kw: store_dataset(tmp_path / "store", action_horizon=horizon, **kw), horizon)
+    features = dataset.dataset.storage_features
+    hold = hold_indices(features[B.ACTION].names, features[B.OBS_STATE].names, 3, 2)
+    assert hold == [0, 1, None]  # x, y hold the state; grip (no state element) holds with 0
+
+    class Noisy:  # the truth plus a fixed offset: clearly better than both baselines
+        def predict_action(self, batch):
+            return batch[B.ACTION] + torch.tensor([0.05, -0.05, 0.1])
+
+    metrics = evaluate_offline(Noisy(), dataset, batch_size=4, hold=hold)
+    assert metrics["samples"] == 5 + 3  # every frame but each episode's first
+    assert metrics["l1_per_dim"] == pytest.approx([0.05, 0.05, 0.1], rel=1e-5)
+    hold_ref = _reference_l1(episodes, horizon, lambda s, a, t: [np.r_[s[t].astype(np.float64), 0.0]] * horizon)
+    repeat_ref = _reference_l1(episodes, horizon, lambda s, a, t: [a[t - 1].astype(np.float64)] * horizon)
+    assert metrics["baselines"]["hold"]["l1_per_dim"] == pytest.approx(hold_ref, rel=1e-5)
+    assert metrics["baselines"]["repeat_last"]["l1_per_dim"] == pytest.approx(repeat_ref, rel=1e-5)
+    assert hold_ref.min() > 0.3 and repeat_ref.min() > 0.3  # the baselines are far from the truth here
+    assert metrics["verdict"]["learned"] is True
+
+    class RepeatsItself:  # a policy that learned only to repeat the previous action
+        def predict_action(self, batch):
+            return batch["action.previous"].unsqueeze(1).expand_as(batch[B.ACTION]).clone()
+
+    lazy = evaluate_offline(RepeatsItself(), dataset, batch_size=4, hold=hold)
+    assert lazy["l1"] == pytest.approx(lazy["baselines"]["repeat_last"]["l1"], rel=1e-6)
+    assert lazy["verdict"]["learned"] is False and "not clearly better than" in lazy["verdict"]["text"]

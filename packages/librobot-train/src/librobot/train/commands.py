@@ -87,7 +87,61 @@ def load_policy_for_eval(path: str | Path, *, trust_remote_code: bool = False) -
     return policy, policy.model
 
 
+def held_out_factory(path: Path, data: str | None, split: str | None) -> Any:
+    """``make(**overrides)`` building the held-out dataset of a run: its config's data section with
+    the validation overrides (``val:``), or the dataset at ``data`` (``split``: "val" or None for all).
+    A run folder is data: its data factory must be a registered name (no code is imported)."""
+    from librobot.core.references import resolve
+
+    if data is not None:
+        from librobot.data import create_dataset
+
+        return lambda **kw: create_dataset(data, split=split, **kw)
+    run = next((p for p in (path, path.parent) if (p / "config.yaml").is_file()), None)
+    if run is None:
+        raise ConfigError(f"{path} is a policy folder without its run's config.yaml: pass --data DATASET")
+    from omegaconf import OmegaConf
+
+    from librobot.core.config import load_config
+
+    section = OmegaConf.to_container(load_config(run / "config.yaml", load_plugins=False), resolve=True).get("data") or {}
+    kwargs = {k: v for k, v in section.items() if k not in ("factory", "val")}
+    if split == "val":
+        if not section.get("val"):
+            raise ConfigError(f"{run}/config.yaml has no validation split (data.val): pass --data DATASET or --split all")
+        kwargs.update(section["val"])
+    else:
+        kwargs.pop("split", None)
+    factory = resolve(str(section.get("factory")), "dataset", key=f"{run}/config.yaml data.factory")
+    return lambda **kw: factory(**{**kwargs, **kw})
+
+
+def _run_offline(args: argparse.Namespace) -> int:
+    from librobot.core import batch as B
+    from librobot.core.checkpoint import write_json
+    from librobot.train.evaluation.offline import evaluate_offline, hold_indices, summary_lines, with_previous_action
+
+    _, model = load_policy_for_eval(args.policy, trust_remote_code=args.trust_remote_code)
+    if model is None:
+        raise ConfigError("--offline needs a torch policy (a policy or run folder), not an ONNX export")
+    split = None if args.split == "all" else args.split
+    dataset = with_previous_action(held_out_factory(Path(args.policy), args.data, split), int(model.horizon))
+    features = dataset.dataset.storage_features
+    action, state = features[dataset.dataset.action_key], features.get(dataset.dataset.state_key or "")
+    hold = hold_indices(action.names, state.names if state else None, action.shape[-1], state.shape[-1] if state else 0)
+    metrics = evaluate_offline(model, dataset, batch_size=args.batch_size, max_batches=args.max_batches, hold=hold)
+    print("\n".join(summary_lines(metrics, action.names)))
+    out = Path(args.out)
+    write_json(out / "offline.json", {"policy": str(args.policy), "action": B.ACTION, **metrics})
+    print(f"report: {out / 'offline.json'}")
+    return 0
+
+
 def _run_eval(args: argparse.Namespace) -> int:
+    if args.offline:
+        return _run_offline(args)
+    if not args.env:
+        raise ConfigError("closed-loop evaluation needs --env NAME ... (or --offline for the action error on held-out data)")
     from librobot.train.evaluation.closed_loop import evaluate_closed_loop, summary_lines
     from librobot.train.evaluation.report import write_report
 
@@ -123,7 +177,17 @@ def add_eval(subparsers: Any) -> None:
         "and report success rates with 95%% intervals, episode lengths and rollout videos.",
     )
     p.add_argument("policy", help="a policy folder, a run folder (uses <run>/policy) or an ONNX export folder")
-    p.add_argument("--env", nargs="+", required=True, help="registered env names or globs")
+    p.add_argument("--env", nargs="+", help="registered env names or globs (closed loop)")
+    p.add_argument(
+        "--offline",
+        action="store_true",
+        help="no simulator: per-dimension action error on held-out episodes next to the 'hold still' and "
+        "'repeat the last action' baselines, with a warning when the policy is not clearly better",
+    )
+    p.add_argument("--data", help="--offline: the dataset to score on (default: the run's validation split)")
+    p.add_argument("--split", choices=("val", "all"), default="val", help="--offline: which episodes of --data")
+    p.add_argument("--max-batches", type=int, default=None, help="--offline: stop after this many batches")
+    p.add_argument("--batch-size", type=int, default=32, help="--offline: samples per policy call")
     p.add_argument("--episodes", type=int, default=20, help="episodes per env")
     p.add_argument("--num-envs", type=int, default=8, help="environments stepped in lockstep (one batched policy call)")
     p.add_argument("--n-action-steps", type=int, default=None, help="actions executed per chunk (default: all)")

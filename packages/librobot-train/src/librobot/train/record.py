@@ -75,13 +75,16 @@ def record_dataset(
     staging = out.parent / f".{out.name}.recording-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
     kwargs = dict(env_kwargs or {})
-    fps = {env_info(name, **kwargs)["fps"] for name in names}
+    infos = [env_info(name, **kwargs) for name in names]
+    fps = {info["fps"] for info in infos}
     if len(fps) > 1:
         raise ConfigError(f"the envs run at different rates {sorted(fps)}; record them into separate datasets")
     summary = RecordSummary(path=out)
     start = time.perf_counter()
     try:
-        with EpisodeWriter(staging, fps=fps.pop(), robot_type=names[0].split("-")[0]) as writer:
+        # the envs' element names (action dx/dy/dz/grip, state x/y...) travel with the data
+        element_names = {k: spec.names for k, spec in infos[0]["features"].items() if spec.names}
+        with EpisodeWriter(staging, fps=fps.pop(), names=element_names, robot_type=names[0].split("-")[0]) as writer:
             total = episodes * len(names)
 
             def stream() -> Iterable[dict[str, Any]]:

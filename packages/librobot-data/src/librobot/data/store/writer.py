@@ -91,7 +91,7 @@ class EpisodeWriter:
     """Append episodes to a store at ``path`` (created with ``mode="w"``, extended with ``mode="a"``).
 
     ``features`` (key → FeatureSpec or its dict) fixes the schema; when omitted it is inferred from
-    the first episode. Images are given as uint8 [T, H, W, C] (per frame [H, W, C]); numeric arrays
+    the first episode (``names`` then gives the per-element names of some keys). Images are given as uint8 [T, H, W, C] (per frame [H, W, C]); numeric arrays
     are cast within their kind (float64 → float32) and anything else is refused with the key named.
     """
 
@@ -101,6 +101,7 @@ class EpisodeWriter:
         *,
         fps: float | None = None,
         features: Mapping[str, Any] | None = None,
+        names: Mapping[str, Sequence[str]] | None = None,
         robot_type: str | None = None,
         mode: str = "w",
         overwrite: bool = False,
@@ -114,6 +115,7 @@ class EpisodeWriter:
         self.path = Path(path)
         self._zarr = zarr
         self._compressor = compressor
+        self._names = dict(names or {})  # per-element names for inferred features (action: dx, dy, ...)
         self._image_chunk_frames = image_chunk_frames
         self._flush_frames = max(1, int(flush_frames))
         self._closed = False
@@ -277,7 +279,7 @@ class EpisodeWriter:
             raise EpisodeError(f"{self.path}: an episode is open (start_episode); end or discard it first")
         where = f"{self.path} episode {self.num_episodes}"
         if self.features is None:
-            self._create_arrays(infer_features({k: np.asarray(v) for k, v in frames.items()}))
+            self._create_arrays(infer_features({k: np.asarray(v) for k, v in frames.items()}, self._names))
         assert self.features is not None
         checked = check_frames(frames, self.features, where=where)
         length = len(next(iter(checked.values())))
@@ -323,7 +325,7 @@ class EpisodeWriter:
         if self._pending is None:
             raise EpisodeError(f"{self.path}: call start_episode before add_frame")
         if self.features is None:
-            self._create_arrays(infer_features({k: np.asarray(v)[None] for k, v in frame.items()}))
+            self._create_arrays(infer_features({k: np.asarray(v)[None] for k, v in frame.items()}, self._names))
         assert self.features is not None
         where = f"{self.path} episode {self.num_episodes} frame {self._open_written + len(self._pending_task)}"
         checked = check_frames(frame, self.features, where=where, time_axis=False)
