@@ -11,7 +11,7 @@ import pytest
 
 from librobot.core.errors import ConfigError
 from librobot.core.interfaces import PolicyInterface
-from librobot.train.evaluation.closed_loop import evaluate_closed_loop, wilson_interval
+from librobot.train.evaluation.closed_loop import evaluate_closed_loop, summary_lines, wilson_interval
 from librobot.train.evaluation.report import write_report
 
 pytestmark = pytest.mark.torch
@@ -292,3 +292,28 @@ def test_offline_baselines_and_verdict_on_a_synthetic_dataset(tmp_path):
     lazy = evaluate_offline(RepeatsItself(), dataset, batch_size=4, hold=hold)
     assert lazy["l1"] == pytest.approx(lazy["baselines"]["repeat_last"]["l1"], rel=1e-6)
     assert lazy["verdict"]["learned"] is False and "not clearly better than" in lazy["verdict"]["text"]
+
+
+def test_pusht_episodes_report_their_best_reward_and_coverage():
+    """PushT's score besides success: the best coverage of the target in each episode (and reward)."""
+    from librobot.robots.sim.api import make_env
+
+    class HoldStill(ChunkPolicy):  # pushes nothing: the coverage stays the initial one
+        @property
+        def action_dim(self):
+            return 2
+
+        def predict_chunk(self, observation, task=None):
+            return np.repeat(np.asarray(observation["observation.state"], np.float32)[None], self.chunk, axis=0)
+
+    report = evaluate_closed_loop(HoldStill(4), "pusht", 2, num_envs=2, max_steps=6, env_kwargs={"render": False})
+    env = make_env("pusht", render=False)
+    for result in report.results:
+        env.reset(seed=result.seed)
+        start = float(env.inner._get_coverage())
+        assert result.max_coverage == pytest.approx(start, abs=1e-6) and 0 <= start < 0.95
+        assert result.max_reward == pytest.approx(start / 0.95, abs=1e-6)
+    env.close()
+    summary = report.per_env()["pusht"]
+    assert summary.mean_max_coverage == pytest.approx(np.mean([r.max_coverage for r in report.results]))
+    assert "mean max coverage" in summary_lines(report)[0]

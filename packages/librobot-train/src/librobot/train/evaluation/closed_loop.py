@@ -40,6 +40,8 @@ class EpisodeResult:
     success: bool
     length: int
     video: str | None = None
+    max_reward: float | None = None  # the episode's best reward (LeRobot's avg_max_reward averages it)
+    max_coverage: float | None = None  # tasks that report a coverage (PushT: block over target, 0-1)
 
 
 @dataclass
@@ -51,6 +53,8 @@ class EnvSummary:
     success_rate: float
     ci95: tuple[float, float]
     mean_length: float
+    mean_max_reward: float | None = None
+    mean_max_coverage: float | None = None
 
 
 @dataclass
@@ -68,7 +72,8 @@ class ClosedLoopReport:
             rows = [r for r in self.results if r.env == env]
             wins = sum(r.success for r in rows)
             out[env] = EnvSummary(env, rows[0].task, len(rows), wins, wins / len(rows), wilson_interval(wins, len(rows)),
-                                  float(np.mean([r.length for r in rows])))
+                                  float(np.mean([r.length for r in rows])), _mean(r.max_reward for r in rows),
+                                  _mean(r.max_coverage for r in rows))
         return out
 
     @property
@@ -92,6 +97,11 @@ class ClosedLoopReport:
             "per_env": {k: {**asdict(v), "ci95": list(v.ci95)} for k, v in self.per_env().items()},
             "results": [asdict(r) for r in self.results],
         }
+
+
+def _mean(values: Any) -> float | None:
+    known = [v for v in values if v is not None]
+    return float(np.mean(known)) if known else None
 
 
 class _PrecomputedChunk(PolicyInterface):
@@ -168,6 +178,8 @@ class _Slot:
     observation: dict[str, Any] | None = None
     steps: int = 0
     limit: int = 0
+    max_reward: float = float("-inf")
+    max_coverage: float | None = None
     frames: list[np.ndarray] = field(default_factory=list)
 
 
@@ -258,6 +270,7 @@ def evaluate_closed_loop(
         slot.runtime = PolicyRuntime(slot.proxy, sim_safety_layer(slot.env, slot.clock), config, clock=slot.clock, task=slot.env.task)
         slot.observation, _ = slot.env.reset(seed=episode_seed)
         slot.steps, slot.limit = 0, int(max_steps or slot.env.max_episode_steps)
+        slot.max_reward, slot.max_coverage = float("-inf"), None
         slot.frames = []
         return True
 
@@ -268,7 +281,7 @@ def evaluate_closed_loop(
             from librobot.train.evaluation.video import write_video
 
             path = str(write_video(Path(video_dir) / f"{name}_seed{episode_seed}.mp4", slot.frames, fps=slot.env.fps))
-        result = EpisodeResult(name, slot.env.task, episode_seed, success, slot.steps, path)
+        result = EpisodeResult(name, slot.env.task, episode_seed, success, slot.steps, path, slot.max_reward, slot.max_coverage)
         report.results.append(result)
         if log_file is not None:
             totals = dict(seconds=earlier_seconds + time.perf_counter() - started, env_steps=report.env_steps,
@@ -305,7 +318,10 @@ def evaluate_closed_loop(
                     if frame is not None:
                         s.frames.append(np.asarray(frame))
                 action = s.runtime.step(s.observation)
-                s.observation, _reward, terminated, truncated, info = s.env.step(action.astype(np.float32))
+                s.observation, reward, terminated, truncated, info = s.env.step(action.astype(np.float32))
+                s.max_reward = max(s.max_reward, float(reward))
+                if "coverage" in info:
+                    s.max_coverage = max(s.max_coverage or 0.0, float(info["coverage"]))
                 s.clock.t += 1.0 / float(s.env.fps)
                 s.steps += 1
                 report.env_steps += 1
@@ -370,8 +386,9 @@ def summary_lines(report: ClosedLoopReport) -> list[str]:
     """A table of success rates with their 95% intervals, one line per env plus the mean."""
     lines = []
     for env, s in report.per_env().items():
+        coverage = f"  mean max coverage {s.mean_max_coverage:.3f}" if s.mean_max_coverage is not None else ""
         lines.append(f"{env:<34} {s.successes:>3}/{s.episodes:<3} {s.success_rate:6.1%}  "
-                     f"[{s.ci95[0]:.0%}, {s.ci95[1]:.0%}]  mean length {s.mean_length:.0f}")
+                     f"[{s.ci95[0]:.0%}, {s.ci95[1]:.0%}]  mean length {s.mean_length:.0f}{coverage}")
     lo, hi = report.ci95
     lines.append(f"{'all':<34} {sum(r.success for r in report.results):>3}/{len(report.results):<3} "
                  f"{report.success_rate:6.1%}  [{lo:.0%}, {hi:.0%}]  ({report.seconds:.0f} s, "
