@@ -125,6 +125,20 @@ def test_metaworld_observations_and_seeding():
     env.close()
 
 
+def test_metaworld_robot_state_hides_objects_and_goal_and_the_expert_still_solves():
+    full, robot = make_env("metaworld-push", render=False), make_env("metaworld-push", render=False, state="robot")
+    a, _ = full.reset(seed=4)
+    b, _ = robot.reset(seed=4)
+    assert b["observation.state"].shape == (4,) and robot.features()["observation.state"].names == (
+        "hand_x", "hand_y", "hand_z", "gripper",
+    )  # fmt: skip
+    np.testing.assert_array_equal(b["observation.state"], a["observation.state"][:4])
+    assert run_episode(robot, make_expert("metaworld", robot), seed=4)["success"]  # it reads the full state
+    with pytest.raises(ConfigError, match="state must be one of"):
+        make_env("metaworld-push", render=False, state="objects")
+    full.close(), robot.close()
+
+
 def test_metaworld_camera_orientation_is_corrected():
     from librobot.robots.sim._mujoco import camera_upside_down
 
@@ -142,6 +156,13 @@ def test_pusht_expert_pushes_the_t_home():
     obs, _ = env.reset(seed=0)
     assert obs["observation.state"].shape == (2,) and obs["observation.images.top"].shape == (96, 96, 3)
     env.close()
+    full = make_env("pusht", render=False, state="full")  # + the block's pose: the privileged variant
+    obs, _ = full.reset(seed=0)
+    block = full.inner.block
+    expected = [*full.inner.agent.position, *block.position, np.cos(block.angle), np.sin(block.angle)]
+    np.testing.assert_allclose(obs["observation.state"], np.asarray(expected, np.float32), rtol=1e-6)
+    assert full.features()["observation.state"].names[2:] == ("block_x", "block_y", "block_cos", "block_sin")
+    full.close()
 
 
 def test_so100_sim_shares_the_real_arms_spaces_and_its_expert_lifts_the_cube():

@@ -30,19 +30,28 @@ STATE_NAMES = (
 )
 STATE_NAMES = STATE_NAMES + [f"prev_{n}" for n in STATE_NAMES] + ["goal_x", "goal_y", "goal_z"]
 ACTION_NAMES = ("dx", "dy", "dz", "grip")
+ROBOT_STATE = 4  # hand x, y, z and the gripper opening: what the robot knows of itself
+STATES = ("full", "robot")
 
 
 class MetaWorldEnv(gym.Env):
-    """One Meta-World task; ``task`` is our short name (``push``) or the v3 id (``push-v3``)."""
+    """One Meta-World task; ``task`` is our short name (``push``) or the v3 id (``push-v3``).
+
+    ``state="full"``: Meta-World's 39-D observation, which holds the object and goal positions;
+    ``state="robot"``: only the hand position and gripper opening, so the task's objects reach a
+    policy through the camera alone (the expert still reads the full state)."""
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 80}
     default_expert = "metaworld"
 
     def __init__(self, task: str, *, render: bool = True, image_size: int = 96, camera: str = "corner2",
-                 max_episode_steps: int | None = None) -> None:
+                 max_episode_steps: int | None = None, state: str = "full") -> None:
         short = task.removesuffix("-v3")
         if short not in TASKS:
             raise ConfigError(f"unknown Meta-World task '{task}'; known: {', '.join(sorted(TASKS))}")
+        if state not in STATES:
+            raise ConfigError(f"Meta-World state must be one of {STATES}, got {state!r}")
+        self.state = state
         import_mujoco(EXTRA)
         metaworld = require("metaworld", extra=EXTRA, purpose="Meta-World tasks")
         self.name = f"metaworld-{short}"
@@ -64,7 +73,7 @@ class MetaWorldEnv(gym.Env):
         self._renderer: Any = None
         self._flip = camera_upside_down(self._env.model, camera)
         self.raw_obs = np.zeros(39)
-        spaces = {OBS_STATE: gym.spaces.Box(-np.inf, np.inf, (39,), np.float32)}
+        spaces = {OBS_STATE: gym.spaces.Box(-np.inf, np.inf, (len(self._state_names()),), np.float32)}
         if render:
             spaces[image_key(camera)] = gym.spaces.Box(0, 255, (self.image_size, self.image_size, 3), np.uint8)
         self.observation_space = gym.spaces.Dict(spaces)
@@ -72,15 +81,19 @@ class MetaWorldEnv(gym.Env):
 
     def features(self) -> dict[str, FeatureSpec]:
         out = {
-            OBS_STATE: FeatureSpec(OBS_STATE, (39,), names=tuple(STATE_NAMES)),
+            OBS_STATE: FeatureSpec(OBS_STATE, (len(self._state_names()),), names=self._state_names()),
             ACTION: FeatureSpec(ACTION, (4,), names=ACTION_NAMES, low=(-1.0,) * 4, high=(1.0,) * 4),
         }
         for cam in self.cameras:
             out[image_key(cam)] = FeatureSpec(image_key(cam), (3, self.image_size, self.image_size), dtype="uint8", kind="image")
         return out
 
+    def _state_names(self) -> tuple[str, ...]:
+        return tuple(STATE_NAMES[:ROBOT_STATE] if self.state == "robot" else STATE_NAMES)
+
     def _obs(self) -> dict[str, np.ndarray]:
-        obs = {OBS_STATE: self.raw_obs.astype(np.float32)}
+        raw = self.raw_obs[:ROBOT_STATE] if self.state == "robot" else self.raw_obs
+        obs = {OBS_STATE: raw.astype(np.float32)}
         if self.render_images:
             if self._renderer is None:
                 self._renderer = make_renderer(self._env.model, self.image_size, self.image_size)
@@ -142,8 +155,13 @@ def make(task: str, **kwargs: Any) -> MetaWorldEnv:
 
 
 def _factory(task: str) -> Any:
-    def factory(*, render: bool = True, image_size: int = 96, camera: str = "corner2", max_episode_steps: int | None = None) -> MetaWorldEnv:
-        return MetaWorldEnv(task, render=render, image_size=image_size, camera=camera, max_episode_steps=max_episode_steps)
+    def factory(
+        *, render: bool = True, image_size: int = 96, camera: str = "corner2", max_episode_steps: int | None = None,
+        state: str = "full",
+    ) -> MetaWorldEnv:
+        return MetaWorldEnv(
+            task, render=render, image_size=image_size, camera=camera, max_episode_steps=max_episode_steps, state=state
+        )
 
     factory.__name__ = factory.__qualname__ = f"make_{task.replace('-', '_')}"
     factory.__doc__ = f"Meta-World {TASKS[task][0]}: {TASKS[task][1]}"

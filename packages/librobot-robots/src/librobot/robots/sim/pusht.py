@@ -1,7 +1,9 @@
 """PushT (gym-pusht) as a LibroBot environment, with a planning scripted expert.
 
 Observation: ``observation.state`` = the pusher's (x, y) in pixels of the 512×512 table, and
-``observation.images.top`` (RGB uint8 96×96 by default), as in LeRobot's PushT datasets. Action:
+``observation.images.top`` (RGB uint8 96×96 by default), as in LeRobot's PushT datasets; with
+``state="full"`` the state also holds the block's pose (x, y, cos θ, sin θ): the privileged
+state-based variant, an upper bound for a policy that has to read the pose from the image. Action:
 the pusher's target (x, y). Success: the T block covers more than 95% of the T target.
 
 No expert ships with gym-pusht; ``PushTExpert`` is ours. It has privileged access to the block pose
@@ -38,9 +40,14 @@ class PushTEnv(gym.Env):
     default_expert = "pusht"
     task = "push the T-shaped block onto the T-shaped target"
 
-    def __init__(self, *, render: bool = True, image_size: int = 96, max_episode_steps: int = 300) -> None:
+    def __init__(
+        self, *, render: bool = True, image_size: int = 96, max_episode_steps: int = 300, state: str = "agent"
+    ) -> None:
         require("pymunk", extra=EXTRA, purpose="PushT physics")
         envs = require("gym_pusht.envs.pusht", extra=EXTRA, purpose="the PushT task")
+        if state not in ("agent", "full"):
+            raise ConfigError(f"PushT state must be 'agent' (the pusher's x, y) or 'full' (+ the block's pose), got {state!r}")
+        self.state = state
         self.name = "pusht"
         self._env = envs.PushTEnv(obs_type="state", observation_width=image_size, observation_height=image_size)
         self.fps = float(self.metadata["render_fps"])
@@ -48,7 +55,7 @@ class PushTEnv(gym.Env):
         self.render_images = bool(render)
         self.image_size = int(image_size)
         self.cameras = ("top",) if render else ()
-        spaces = {OBS_STATE: gym.spaces.Box(0.0, 512.0, (2,), np.float32)}
+        spaces = {OBS_STATE: gym.spaces.Box(-512.0, 512.0, (len(self._state_names()),), np.float32)}
         if render:
             spaces[image_key("top")] = gym.spaces.Box(0, 255, (self.image_size, self.image_size, 3), np.uint8)
         self.observation_space = gym.spaces.Dict(spaces)
@@ -57,7 +64,7 @@ class PushTEnv(gym.Env):
 
     def features(self) -> dict[str, FeatureSpec]:
         out = {
-            OBS_STATE: FeatureSpec(OBS_STATE, (2,), names=("x", "y"), units=("px", "px"), low=(0.0, 0.0), high=(512.0, 512.0)),
+            OBS_STATE: FeatureSpec(OBS_STATE, (len(self._state_names()),), names=self._state_names()),
             ACTION: FeatureSpec(ACTION, (2,), names=("x", "y"), units=("px", "px"), low=(0.0, 0.0), high=(512.0, 512.0)),
         }
         if self.render_images:
@@ -68,8 +75,15 @@ class PushTEnv(gym.Env):
     def inner(self) -> Any:
         return self._env
 
+    def _state_names(self) -> tuple[str, ...]:
+        return ("x", "y") + (("block_x", "block_y", "block_cos", "block_sin") if self.state == "full" else ())
+
     def _obs(self) -> dict[str, np.ndarray]:
-        obs = {OBS_STATE: np.array(self._env.agent.position, dtype=np.float32)}
+        state = list(self._env.agent.position)
+        if self.state == "full":
+            block = self._env.block
+            state += [block.position[0], block.position[1], math.cos(block.angle), math.sin(block.angle)]
+        obs = {OBS_STATE: np.array(state, dtype=np.float32)}
         if self.render_images:
             obs[image_key("top")] = np.ascontiguousarray(self._env._render())
         return obs
