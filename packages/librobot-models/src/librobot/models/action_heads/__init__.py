@@ -5,6 +5,8 @@ Every head implements ``librobot.core.interfaces.ActionHeadInterface`` through
 with ``config.py`` (a dataclass that builds the head) and ``model.py``.
 
 Torch-free at import (the registry manifest imports this package); names resolve lazily.
+``create_action_head``/``register_action_head``/``list_action_heads`` are those of
+``librobot.models``, re-exported at the seeds' import path.
 """
 
 from __future__ import annotations
@@ -36,10 +38,13 @@ _EXPORTS = {
     "HybridConfig": "hybrid.config",
 }
 
-__all__ = sorted(_EXPORTS)
+_REGISTRY_FUNCTIONS = ("create_action_head", "list_action_heads", "register_action_head")
+__all__ = sorted([*_EXPORTS, *_REGISTRY_FUNCTIONS])
 
 
 def __getattr__(name: str) -> Any:
+    if name in _REGISTRY_FUNCTIONS:
+        return getattr(importlib.import_module("librobot.models"), name)
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'librobot.models.action_heads' has no attribute '{name}'")
