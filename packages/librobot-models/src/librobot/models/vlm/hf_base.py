@@ -23,10 +23,13 @@ from torch import nn
 
 from librobot.core.checkpoint import atomic_directory, write_json
 from librobot.core.errors import CheckpointError, ConfigError, SpecError
+from librobot.core.logging import get_logger
 from librobot.models.components.capture import exporting
 from librobot.models.vlm.base import AbstractVLM, VLMOutput
 from librobot.models.vlm.kv_cache import KVLayout, PrefixKV, kv_from_cache, left_padded_positions
 from librobot.models.vlm.preprocess import resize_normalize
+
+log = get_logger("models.vlm")
 
 LIBROBOT_META = "librobot_vlm.json"
 
@@ -367,6 +370,9 @@ class HFVLM(AbstractVLM):
             "family": self.family,
             "variant": self.variant,
             "pretrained": self.pretrained,
+            # what a reload must reproduce: weights' dtype and size (with the folder above)
+            "dtype": str(next(self.hf.parameters()).dtype).removeprefix("torch."),
+            "parameters": sum(p.numel() for p in self.hf.parameters()),
             "image_size": list(self.image_size),
             "max_text_tokens": self.max_text_tokens,
             "hf_config": self.hf.config.to_dict(),
@@ -397,14 +403,18 @@ class HFVLM(AbstractVLM):
         image_size: int | tuple[int, int] | None = None,
         max_text_tokens: int = 128,
         tokenizer: Any = None,
+        strict: bool = True,
+        size_table: Mapping[str, Any] | None = None,
     ) -> HFVLM:
-        """Random weights from ``make_config(tokenizer)``, or real ones from a local folder."""
+        """Random weights from ``make_config(tokenizer)``, or real ones from a local folder (see
+        ``_load``: ``strict`` and the variant's ``size_table`` entry are checked there)."""
         torch_dtype = parse_dtype(dtype)
         size = (image_size, image_size) if isinstance(image_size, int) else image_size
         if pretrained is not None and pretrained is not False:  # False: random weights, like None
             return cls._load(
-                variant, pretrained, torch_dtype, device, attn_implementation, size, max_text_tokens, tokenizer
-            )
+                variant, pretrained, torch_dtype, device, attn_implementation, size, max_text_tokens, tokenizer,
+                strict=strict, size_table=size_table,
+            )  # fmt: skip
         if tokenizer is None:
             from librobot.models.vlm.tokenizer import build_byte_tokenizer
 
@@ -418,7 +428,12 @@ class HFVLM(AbstractVLM):
         return cls(model, tokenizer, variant=variant, image_size=size, max_text_tokens=max_text_tokens).eval()
 
     @classmethod
-    def _load(cls, variant, folder, dtype, device, attn, size, max_text_tokens, tokenizer) -> HFVLM:
+    def _load(
+        cls, variant, folder, dtype, device, attn, size, max_text_tokens, tokenizer, *, strict=True, size_table=None
+    ) -> HFVLM:
+        """Weights from a local folder, strictly: every parameter of the architecture must come
+        from the folder and every tensor of the folder must land somewhere (``strict=False`` turns
+        that into a warning listing them: the missing layers stay random)."""
         from transformers import AutoConfig, AutoTokenizer
 
         path = check_pretrained_folder(folder, variant)
@@ -428,6 +443,7 @@ class HFVLM(AbstractVLM):
                 f"'{path}' holds a '{config.model_type}' checkpoint but {variant} is a {cls.family} backbone "
                 f"(model_type {', '.join(cls.model_types)}); pick the matching variant with list_vlms()"
             )
+        check_sizes(variant, path, config, size_table)
         kwargs: dict[str, Any] = {"local_files_only": True}
         if attn is not None:
             kwargs["attn_implementation"] = attn
@@ -435,7 +451,23 @@ class HFVLM(AbstractVLM):
             kwargs["dtype"] = dtype
         if device is not None:
             kwargs["device_map"] = str(device)
-        model = cls.hf_class().from_pretrained(path, **kwargs).eval()
+        try:
+            # mis-shaped tensors are reported in the loading info (and named below), not raised unnamed
+            model, info = cls.hf_class().from_pretrained(
+                path, output_loading_info=True, ignore_mismatched_sizes=True, **kwargs
+            )
+        except (RuntimeError, ValueError) as exc:  # e.g. a tensor whose shape the architecture does not have
+            raise CheckpointError(f"{variant}: the weights in '{path}' do not fit the architecture: {exc}") from exc
+        model.eval()
+        problems = loading_problems(info)
+        if problems:
+            message = f"{variant}: '{path}' does not match the {cls.family} architecture: {problems}"
+            if strict:
+                raise CheckpointError(
+                    f"{message}. The folder is incomplete, renamed or of another model: use the checkpoint as "
+                    "published, or pass strict=False to load anyway (the missing layers stay random)"
+                )
+            log.warning("%s (strict=False: the missing layers stay random)", message)
         if tokenizer is None:
             try:
                 tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
@@ -502,6 +534,40 @@ class HFVLM(AbstractVLM):
         return f"variant={self.variant!r}, image_size={self.image_size}, dim={self.embedding_dim}"
 
 
+def loading_problems(info: Mapping[str, Any], shown: int = 5) -> str:
+    """"" when transformers' loading info is clean, else which keys were missing, unexpected or
+    mis-shaped (the first few of each, and how many)."""
+    parts = []
+    for key, what in (("missing_keys", "missing"), ("unexpected_keys", "unexpected"), ("mismatched_keys", "mis-shaped")):
+        names = sorted(str(k) for k in (info.get(key) or ()))
+        if names:
+            more = f" and {len(names) - shown} more" if len(names) > shown else ""
+            parts.append(f"{len(names)} {what} ({', '.join(names[:shown])}{more})")
+    errors = [str(e) for e in (info.get("error_msgs") or ())]
+    if errors:
+        parts.append(f"errors: {'; '.join(errors[:2])}")
+    return "; ".join(parts)
+
+
+def check_sizes(variant: str, path: Path, config: Any, size_table: Mapping[str, Any] | None) -> None:
+    """A folder for a named variant must have that variant's language-model sizes (its published
+    config): loading a 7B folder as the 2B variant is named, not half-loaded."""
+    expected = (size_table or {}).get("text")
+    if not expected:
+        return
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    wrong = [
+        f"{key} {getattr(text, key, None)!r} (the folder) vs {value!r} ({variant})"
+        for key, value in expected.items()
+        if key != "vocab_size" and getattr(text, key, value) != value
+    ]
+    if wrong:
+        raise CheckpointError(
+            f"'{path}' is not a {variant} checkpoint: {'; '.join(wrong)}. Pick the variant whose sizes match "
+            f"(list_vlms()), or check the folder"
+        )
+
+
 def modules_except(parent: nn.Module, skip: Sequence[str]) -> list[nn.Module]:
     """Direct children of ``parent`` not named in ``skip`` (e.g. a vision tower minus its merger)."""
     return [m for name, m in parent.named_children() if name not in skip]
@@ -527,6 +593,7 @@ def variant_builder(
         max_text_tokens: int = 128,
         attn_implementation: str | None = None,
         tokenizer: Any = None,
+        strict: bool = True,
     ) -> HFVLM:
         if image_size is not None and default_image_size is None:
             raise ConfigError(f"{name}: the input image size is fixed by the architecture; drop image_size")
@@ -540,6 +607,8 @@ def variant_builder(
             image_size=image_size or (None if pretrained or default_image_size is None else default_image_size),
             max_text_tokens=max_text_tokens,
             tokenizer=tokenizer,
+            strict=strict,
+            size_table=sizes.get(name),
         )
 
     build.__name__ = build.__qualname__ = name.replace("-", "_").replace(".", "_")
