@@ -156,13 +156,57 @@ def test_pusht_expert_pushes_the_t_home():
     obs, _ = env.reset(seed=0)
     assert obs["observation.state"].shape == (2,) and obs["observation.images.top"].shape == (96, 96, 3)
     env.close()
-    full = make_env("pusht", render=False, state="full")  # + the block's pose: the privileged variant
+    full = make_env("pusht", render=False, environment_state=True)  # + the block's pose (LeRobot's key)
     obs, _ = full.reset(seed=0)
     block = full.inner.block
-    expected = [*full.inner.agent.position, *block.position, np.cos(block.angle), np.sin(block.angle)]
-    np.testing.assert_allclose(obs["observation.state"], np.asarray(expected, np.float32), rtol=1e-6)
-    assert full.features()["observation.state"].names[2:] == ("block_x", "block_y", "block_cos", "block_sin")
+    expected = [*block.position, np.cos(block.angle), np.sin(block.angle)]
+    np.testing.assert_allclose(obs["observation.environment_state"], np.asarray(expected, np.float32), rtol=1e-6)
+    np.testing.assert_array_equal(obs["observation.state"], np.asarray(full.inner.agent.position, np.float32))
+    assert full.features()["observation.environment_state"].names == ("block_x", "block_y", "block_cos", "block_sin")
     full.close()
+
+
+def _pusht_trace(env, expert, seed, steps):
+    """(agent position, block position, block angle, action) of ``steps`` expert steps."""
+    obs, _ = env.reset(seed=seed)
+    expert.reset()
+    trace = []
+    for _ in range(steps):
+        inner = env.inner
+        state = (tuple(inner.agent.position), tuple(inner.block.position), float(inner.block.angle))
+        action = expert.act(obs)
+        trace.append((*state, action))
+        obs, *_ = env.step(action)
+    return trace
+
+
+def _replay_actions(env, expert, trace):
+    """The actions a fresh ``expert`` takes in each traced state, placed into ``env`` directly."""
+    env.reset(seed=0)
+    actions = []
+    for agent, block_pos, angle, _ in trace:
+        inner = env.inner
+        inner.agent.position = agent
+        inner.block.angle = angle  # angle first: setting it rotates about the centre of gravity
+        inner.block.position = block_pos
+        expert.reset()
+        actions.append(expert.act(None))
+    return actions
+
+
+def test_the_reactive_pusht_expert_acts_on_the_state_alone_and_solves_the_task():
+    """What makes it imitable: the same state gives the same action, whatever came before (the
+    planning expert's actions depend on how far into its plan it is, so a replay differs)."""
+    env, other = make_env("pusht", render=False), make_env("pusht", render=False)
+    trace = _pusht_trace(env, make_expert("pusht-reactive", env), seed=503, steps=40)
+    replayed = _replay_actions(other, make_expert("pusht-reactive", other), trace)
+    np.testing.assert_allclose(np.stack(replayed), np.stack([t[3] for t in trace]), atol=1e-3)
+    planned = _pusht_trace(env, make_expert("pusht", env), seed=503, steps=40)
+    replanned = _replay_actions(other, make_expert("pusht", other), planned)
+    assert np.abs(np.stack(replanned) - np.stack([t[3] for t in planned])).max() > 10.0
+    episode = run_episode(env, make_expert("pusht-reactive", env), 503)
+    assert episode["success"] and len(episode["action"]) < 300
+    env.close(), other.close()
 
 
 def test_so100_sim_shares_the_real_arms_spaces_and_its_expert_lifts_the_cube():

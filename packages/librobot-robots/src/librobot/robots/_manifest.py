@@ -38,6 +38,10 @@ def register() -> None:
         task="push the T-shaped block onto the T-shaped target", extra="librobot-robots[pusht]",
     )
     expert.register_lazy("pusht", f"{P}.sim.pusht:PushTExpert", doc="push planner using the simulator's own physics (privileged)")
+    expert.register_lazy(
+        "pusht-reactive", f"{P}.sim.pusht_reactive:PushTReactiveExpert",
+        doc="state-feedback pusher: each action a function of the pusher and block pose (imitable)",
+    )  # fmt: skip
 
     env.register_lazy(
         "so100-pick-cube", f"{P}.sim.so100_env:SO100PickCubeEnv", aliases=["so100-sim"],

@@ -40,6 +40,7 @@ def _run_record(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         max_steps=args.max_steps,
         env_kwargs=kwargs,
+        expert=args.expert,
     )
     per_env = ", ".join(f"{k}: {v}" for k, v in summary.per_env.items())
     print(f"recorded {summary.episodes} episodes, {summary.frames} frames in {summary.seconds:.0f} s → {summary.path} ({per_env})")
@@ -66,6 +67,7 @@ def add_sim_record(subparsers: Any) -> None:
     p.add_argument("--max-steps", type=int, default=None)
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--env-arg", action="append", default=[], metavar="KEY=VALUE", help="env option, e.g. image_size=64")
+    p.add_argument("--expert", default=None, help="a registered expert instead of each env's own (pusht-reactive)")
     p.set_defaults(func=_run_record)
 
 

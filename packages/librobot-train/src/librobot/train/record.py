@@ -63,8 +63,10 @@ def record_dataset(
     overwrite: bool = False,
     max_steps: int | None = None,
     env_kwargs: Mapping[str, Any] | None = None,
+    expert: str | None = None,
 ) -> RecordSummary:
-    """Record ``episodes`` expert episodes of every env in ``envs`` into a new store at ``out``."""
+    """Record ``episodes`` expert episodes of every env in ``envs`` into a new store at ``out``
+    (``expert``: a registered expert name instead of each env's default one)."""
     from librobot.data import EpisodeWriter
     from librobot.robots.sim.api import env_info, record_episodes
 
@@ -96,6 +98,7 @@ def record_dataset(
                         seed=seed + 100_000 * i,
                         only_successful=only_successful,
                         max_steps=max_steps,
+                        expert=expert,
                         **kwargs,
                     )
 

@@ -2,8 +2,8 @@
 
 Observation: ``observation.state`` = the pusher's (x, y) in pixels of the 512×512 table, and
 ``observation.images.top`` (RGB uint8 96×96 by default), as in LeRobot's PushT datasets; with
-``state="full"`` the state also holds the block's pose (x, y, cos θ, sin θ): the privileged
-state-based variant, an upper bound for a policy that has to read the pose from the image. Action:
+``environment_state=True`` also ``observation.environment_state``, the block's pose (x, y, cos θ,
+sin θ) under LeRobot's key: the privileged information a policy otherwise reads from the image. Action:
 the pusher's target (x, y). Success: the T block covers more than 95% of the T target.
 
 No expert ships with gym-pusht; ``PushTExpert`` is ours. It has privileged access to the block pose
@@ -22,6 +22,8 @@ from typing import Any
 import numpy as np
 
 from librobot.core.batch import ACTION, OBS_STATE, image_key
+
+OBS_ENV_STATE = "observation.environment_state"  # LeRobot's key for what the scene (not the robot) is in
 from librobot.core.errors import ConfigError
 from librobot.core.extras import require
 from librobot.core.specs import FeatureSpec
@@ -41,13 +43,11 @@ class PushTEnv(gym.Env):
     task = "push the T-shaped block onto the T-shaped target"
 
     def __init__(
-        self, *, render: bool = True, image_size: int = 96, max_episode_steps: int = 300, state: str = "agent"
+        self, *, render: bool = True, image_size: int = 96, max_episode_steps: int = 300, environment_state: bool = False
     ) -> None:
         require("pymunk", extra=EXTRA, purpose="PushT physics")
         envs = require("gym_pusht.envs.pusht", extra=EXTRA, purpose="the PushT task")
-        if state not in ("agent", "full"):
-            raise ConfigError(f"PushT state must be 'agent' (the pusher's x, y) or 'full' (+ the block's pose), got {state!r}")
-        self.state = state
+        self.environment_state = bool(environment_state)
         self.name = "pusht"
         self._env = envs.PushTEnv(obs_type="state", observation_width=image_size, observation_height=image_size)
         self.fps = float(self.metadata["render_fps"])
@@ -55,7 +55,9 @@ class PushTEnv(gym.Env):
         self.render_images = bool(render)
         self.image_size = int(image_size)
         self.cameras = ("top",) if render else ()
-        spaces = {OBS_STATE: gym.spaces.Box(-512.0, 512.0, (len(self._state_names()),), np.float32)}
+        spaces = {OBS_STATE: gym.spaces.Box(0.0, 512.0, (2,), np.float32)}
+        if self.environment_state:
+            spaces[OBS_ENV_STATE] = gym.spaces.Box(-512.0, 512.0, (4,), np.float32)
         if render:
             spaces[image_key("top")] = gym.spaces.Box(0, 255, (self.image_size, self.image_size, 3), np.uint8)
         self.observation_space = gym.spaces.Dict(spaces)
@@ -64,9 +66,11 @@ class PushTEnv(gym.Env):
 
     def features(self) -> dict[str, FeatureSpec]:
         out = {
-            OBS_STATE: FeatureSpec(OBS_STATE, (len(self._state_names()),), names=self._state_names()),
+            OBS_STATE: FeatureSpec(OBS_STATE, (2,), names=("x", "y"), units=("px", "px"), low=(0.0, 0.0), high=(512.0, 512.0)),
             ACTION: FeatureSpec(ACTION, (2,), names=("x", "y"), units=("px", "px"), low=(0.0, 0.0), high=(512.0, 512.0)),
         }
+        if self.environment_state:
+            out[OBS_ENV_STATE] = FeatureSpec(OBS_ENV_STATE, (4,), names=("block_x", "block_y", "block_cos", "block_sin"))
         if self.render_images:
             out[image_key("top")] = FeatureSpec(image_key("top"), (3, self.image_size, self.image_size), dtype="uint8", kind="image")
         return out
@@ -75,15 +79,12 @@ class PushTEnv(gym.Env):
     def inner(self) -> Any:
         return self._env
 
-    def _state_names(self) -> tuple[str, ...]:
-        return ("x", "y") + (("block_x", "block_y", "block_cos", "block_sin") if self.state == "full" else ())
-
     def _obs(self) -> dict[str, np.ndarray]:
-        state = list(self._env.agent.position)
-        if self.state == "full":
+        obs = {OBS_STATE: np.array(self._env.agent.position, dtype=np.float32)}
+        if self.environment_state:
             block = self._env.block
-            state += [block.position[0], block.position[1], math.cos(block.angle), math.sin(block.angle)]
-        obs = {OBS_STATE: np.array(state, dtype=np.float32)}
+            pose = [block.position[0], block.position[1], math.cos(block.angle), math.sin(block.angle)]
+            obs[OBS_ENV_STATE] = np.array(pose, dtype=np.float32)
         if self.render_images:
             obs[image_key("top")] = np.ascontiguousarray(self._env._render())
         return obs
@@ -180,15 +181,16 @@ class PushTExpert:
                 space.step(DT)
         return np.array(block.position), float(block.angle)
 
-    def _best_push(self) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]] | None:
-        """(start, outward normal at the contact, push targets) of the best push, or None."""
+    def _pushes(self) -> list[tuple[float, np.ndarray, np.ndarray, list[np.ndarray]]]:
+        """Every candidate push that improves the pose: (error after it, start, outward normal at
+        the contact, push targets), each simulated from the current block pose."""
         pos, angle = self._pose()
         current = self._error(pos, angle)
         block = self.env.inner.block
         polys = self._block_polys()
         scale = float(np.clip(current, 6.0, 60.0))
         lengths = (0.4 * scale, scale) if current > 12 else (3.0, 6.0, 10.0)
-        best: tuple[float, np.ndarray, np.ndarray, list[np.ndarray]] | None = None
+        found = []
         for point, normal in self.contacts:
             c = np.array(block.local_to_world(tuple(point)))
             n = np.array(self._pymunk.Vec2d(*normal).rotated(block.angle))
@@ -205,11 +207,17 @@ class PushTExpert:
                     targets = [start + d * (length * (k + 1) / steps + 3.0) for k in range(steps)] + [start + d * (length + 3.0)]
                     new_pos, new_angle = self._simulate_push(start, targets)
                     cost = self._error(new_pos, new_angle)
-                    if best is None or cost < best[0]:
-                        best = (cost, start, n, targets)
-        if best is None or best[0] >= current - 0.2:
+                    if cost < current - 0.2:
+                        found.append((cost, start, n, targets))
+        return found
+
+    def _best_push(self) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]] | None:
+        """(start, outward normal at the contact, push targets) of the best push, or None."""
+        pushes = self._pushes()
+        if not pushes:
             return None
-        return best[1], best[2], best[3]
+        _, start, normal, targets = min(pushes, key=lambda p: p[0])
+        return start, normal, targets
 
     def _path(self, start: np.ndarray, goal: np.ndarray) -> list[np.ndarray]:
         """Waypoints from ``start`` to ``goal`` keeping the pusher clear of the block (visibility graph)."""
