@@ -43,5 +43,5 @@ def test_import_and_every_robot_env_and_expert_import_no_torch():
     assert report["light"] == []  # `import librobot.robots` loads no simulator, hardware library or torch
     assert report["torch"] is False
     assert report["robots"] == {"humanoid": 23, "so100_arm": 6, "wheel_loader": 6}
-    assert report["resolved"] == {"robot": 3, "env": 53, "expert": 4, "driver": 6}
+    assert report["resolved"] == {"robot": 3, "env": 53, "expert": 5, "driver": 6}
     assert report["envs"] == 53
