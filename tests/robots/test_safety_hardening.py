@@ -56,7 +56,7 @@ def test_ragged_commands_and_complex_initial_commands_are_named_errors():
     layer, _ = _running_layer()
     with pytest.raises(SpecError, match="safety layer for 'wheel_loader': expected an array of real numbers, got list"):
         layer.filter([[0.1, 0.2], [0.3]])
-    with pytest.raises(ConfigError, match="initial command: expected real numbers .*got dtype complex128"):
+    with pytest.raises(ConfigError, match=r"initial command: expected real numbers .*got dtype complex128"):
         SafetyLayer(wheel_loader_spec(), initial=np.zeros(6) + 1j, clock=ManualClock())
     # Integer commands are real numbers: accepted, as floats.
     ints = SafetyLayer(wheel_loader_spec(), initial=np.zeros(6, np.int64), clock=ManualClock())

@@ -47,7 +47,7 @@ def test_the_checksum_is_required_and_a_truncated_graph_is_a_named_error(tmp_pat
     with pytest.raises(CorruptModelError, match=r"policy.onnx: onnxruntime cannot load this model: .*corrupt or trunc"):
         OnnxPolicy(tmp_path, verify=False)
     _edit(tmp_path, model_sha256=None)
-    with pytest.raises(CorruptModelError, match="onnxruntime said: .*Protobuf parsing failed") as info:
+    with pytest.raises(CorruptModelError, match=r"onnxruntime said: .*Protobuf parsing failed") as info:
         OnnxPolicy(tmp_path, verify=False)
     assert info.value.__cause__ is None and info.value.__suppress_context__
 
@@ -93,7 +93,7 @@ def test_the_model_path_stays_inside_the_export_folder(tmp_path):
             OnnxPolicy(export)
     (export / "link.onnx").symlink_to(outside / "other.onnx")
     _edit(export, model="link.onnx")
-    with pytest.raises(SidecarError, match="names model 'link.onnx', which resolves outside the export folder"):
+    with pytest.raises(SidecarError, match=r"names model 'link\.onnx', which resolves outside the export folder"):
         OnnxPolicy(export)
     (export / "alias.onnx").symlink_to(export / "policy.onnx")  # a link that stays inside is fine
     _edit(export, model="alias.onnx")

@@ -22,11 +22,11 @@ from typing import Any
 import numpy as np
 
 from librobot.core.batch import ACTION, OBS_STATE, image_key
-
-OBS_ENV_STATE = "observation.environment_state"  # LeRobot's key for what the scene (not the robot) is in
 from librobot.core.errors import ConfigError
 from librobot.core.extras import require
 from librobot.core.specs import FeatureSpec
+
+OBS_ENV_STATE = "observation.environment_state"  # LeRobot's key for what the scene (not the robot) is in
 
 EXTRA = "librobot-robots[pusht]"
 gym = require("gymnasium", extra=EXTRA, purpose="simulated environments")
