@@ -78,16 +78,18 @@ def compare(args: argparse.Namespace) -> list[dict]:
             optimizer.step()
         train_s = time.perf_counter() - started
         model.eval()
-        rows.append({
-            "framework": name,
-            "loss_before": round(before, 5),
-            "loss_after": round(held_out_loss(model, val_batches), 5),
-            "parameters": model.get_num_parameters(),
-            "trainable_parameters": model.get_num_parameters(trainable_only=True),
-            "train_steps_per_s": round(args.steps / train_s, 2),
-            "predict_ms_b1": round(latency_ms(model, val_batches[0], 1), 2),
-            "predict_ms_b8": round(latency_ms(model, val_batches[0], 8), 2),
-        })
+        rows.append(
+            {
+                "framework": name,
+                "loss_before": round(before, 5),
+                "loss_after": round(held_out_loss(model, val_batches), 5),
+                "parameters": model.get_num_parameters(),
+                "trainable_parameters": model.get_num_parameters(trainable_only=True),
+                "train_steps_per_s": round(args.steps / train_s, 2),
+                "predict_ms_b1": round(latency_ms(model, val_batches[0], 1), 2),
+                "predict_ms_b8": round(latency_ms(model, val_batches[0], 8), 2),
+            }
+        )
         print(f"  {name} done", file=sys.stderr)
     return rows
 
@@ -111,10 +113,19 @@ def main() -> int:
     print(header)
     print("-" * len(header))
     for r in rows:
-        print(f"{r['framework']:<12} {r['loss_before']:>11.4f} {r['loss_after']:>8.4f} {r['parameters']:>10,} "
-              f"{r['trainable_parameters']:>10,} {r['train_steps_per_s']:>8.2f} {r['predict_ms_b1']:>7.1f} {r['predict_ms_b8']:>7.1f}")
-    machine = {"cpu_count": os.cpu_count(), "platform": platform.platform(), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
-               "steps": args.steps, "batch_size": args.batch_size, "vlm": args.vlm, "data": str(args.data)}
+        print(
+            f"{r['framework']:<12} {r['loss_before']:>11.4f} {r['loss_after']:>8.4f} {r['parameters']:>10,} "
+            f"{r['trainable_parameters']:>10,} {r['train_steps_per_s']:>8.2f} {r['predict_ms_b1']:>7.1f} {r['predict_ms_b8']:>7.1f}"
+        )
+    machine = {
+        "cpu_count": os.cpu_count(),
+        "platform": platform.platform(),
+        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
+        "steps": args.steps,
+        "batch_size": args.batch_size,
+        "vlm": args.vlm,
+        "data": str(args.data),
+    }
     print(json.dumps({"machine": machine, "frameworks": rows}, indent=2))
     return 0
 

@@ -88,12 +88,16 @@ def build(name: str, action_dim: int):
             from librobot.models.action_heads.synthetic import ChunkTask
 
             # FAST must be fitted: BPE merges learned on smooth synthetic chunks of this shape
-            _, chunks, _, _ = ChunkTask(horizon=HORIZON, action_dim=action_dim, num_conditions=64).sample(512, torch.Generator().manual_seed(0))
+            _, chunks, _, _ = ChunkTask(horizon=HORIZON, action_dim=action_dim, num_conditions=64).sample(
+                512, torch.Generator().manual_seed(0)
+            )
             tok = get_registry("tokenizer").create("fast").fit(chunks.numpy())
             kwargs["tokenizer"] = tok
             kwargs["max_tokens"] = max(len(seq) for seq in tok.encode(chunks.numpy()))
-            note = (f"librobot-data FAST (scale 10, vocab 1024) fitted on 512 synthetic smooth chunks; random weights never "
-                    f"emit EOS, so decoding runs to max_tokens = {kwargs['max_tokens']}, the longest fitted sequence")
+            note = (
+                f"librobot-data FAST (scale 10, vocab 1024) fitted on 512 synthetic smooth chunks; random weights never "
+                f"emit EOS, so decoding runs to max_tokens = {kwargs['max_tokens']}, the longest fitted sequence"
+            )
         else:
             kwargs["tokenizer"] = _DCTTokenizer()
             kwargs["max_tokens"] = HORIZON * action_dim
@@ -121,8 +125,20 @@ def time_predict(head, batch: int, repeats: int) -> float:
 DIT = dict(hidden_dim=64, depth=2, num_heads=4, cross_attention=False)
 # (label, head name, config, training steps, predict kwargs): the settings of tests/models/heads/test_head_learning.py
 BIMODAL_RUNS = [
-    ("diffusion/ddim", "diffusion", dict(DIT, num_train_timesteps=100, num_inference_steps=10), 250, {"sampler": "ddim"}),
-    ("diffusion/ddpm", "diffusion", dict(DIT, num_train_timesteps=100, num_inference_steps=10), 250, {"sampler": "ddpm"}),
+    (
+        "diffusion/ddim",
+        "diffusion",
+        dict(DIT, num_train_timesteps=100, num_inference_steps=10),
+        250,
+        {"sampler": "ddim"},
+    ),
+    (
+        "diffusion/ddpm",
+        "diffusion",
+        dict(DIT, num_train_timesteps=100, num_inference_steps=10),
+        250,
+        {"sampler": "ddpm"},
+    ),
     ("edm/heun", "edm", dict(DIT, num_inference_steps=10), 250, {}),
     ("flow_matching/euler", "flow_matching", dict(DIT, num_inference_steps=10), 250, {}),
     ("flow_matching/heun", "flow_matching", dict(DIT, num_inference_steps=10), 250, {"integrator": "heun"}),
@@ -132,7 +148,13 @@ BIMODAL_RUNS = [
     ("mlp_oft/l1", "mlp_oft", dict(hidden_dim=64, num_blocks=1), 200, {}),
     ("mlp_oft/mse", "mlp_oft", dict(hidden_dim=64, num_blocks=1, loss="mse"), 200, {}),
     ("act/z=0", "act", dict(hidden_dim=64, num_heads=4, encoder_depth=1, decoder_depth=1, latent_dim=8), 250, {}),
-    ("act/z~prior", "act", dict(hidden_dim=64, num_heads=4, encoder_depth=1, decoder_depth=1, latent_dim=8), 250, {"sample_latent": True}),
+    (
+        "act/z~prior",
+        "act",
+        dict(hidden_dim=64, num_heads=4, encoder_depth=1, decoder_depth=1, latent_dim=8),
+        250,
+        {"sample_latent": True},
+    ),
 ]
 
 
@@ -158,14 +180,31 @@ def bimodal_report(n: int = 200) -> dict:
         for k in range(4):
             _, held_out, _, _ = task.sample(n, g, k)
             ref = reference_distances(task, k, n, g)
-            per.append({"ed": energy_distance(pred[k], held_out), **ref, "first_mode": float(task.nearest_mode(pred[k], k).float().mean())})
+            per.append(
+                {
+                    "ed": energy_distance(pred[k], held_out),
+                    **ref,
+                    "first_mode": float(task.nearest_mode(pred[k], k).float().mean()),
+                }
+            )
         mean = {key2: round(sum(r[key2] for r in per) / 4, 4) for key2 in ("ed", "true", "average", "one_mode")}
-        rows.append({"head": label, "train_steps": steps, "train_s": round(train_s, 1), "final_loss": round(sum(losses[-10:]) / 10, 4),
-                     **mean, "ed_over_average": round(mean["ed"] / mean["average"], 3),
-                     "first_mode_fraction": [round(r["first_mode"], 3) for r in per]})
+        rows.append(
+            {
+                "head": label,
+                "train_steps": steps,
+                "train_s": round(train_s, 1),
+                "final_loss": round(sum(losses[-10:]) / 10, 4),
+                **mean,
+                "ed_over_average": round(mean["ed"] / mean["average"], 3),
+                "first_mode_fraction": [round(r["first_mode"], 3) for r in per],
+            }
+        )
         print(f"{label}: {rows[-1]}", file=sys.stderr, flush=True)
-    return {"task": "4 conditionings x 2 modes, H=8, A=2, noise 0.02; n=200 samples per conditioning",
-            "bound": "ed < 0.1 * average (mode weights within 0.34..0.66 for sharp samples)", "rows": rows}
+    return {
+        "task": "4 conditionings x 2 modes, H=8, A=2, noise 0.02; n=200 samples per conditioning",
+        "bound": "ed < 0.1 * average (mode weights within 0.34..0.66 for sharp samples)",
+        "rows": rows,
+    }
 
 
 def main() -> None:
@@ -174,7 +213,11 @@ def main() -> None:
     parser.add_argument("--action-dims", default="7,32")
     parser.add_argument("--batches", default="1,8")
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--bimodal", action="store_true", help="instead of latency: train heads on the bimodal task and report energy distances")
+    parser.add_argument(
+        "--bimodal",
+        action="store_true",
+        help="instead of latency: train heads on the bimodal task and report energy distances",
+    )
     args = parser.parse_args()
     if args.bimodal:
         print(json.dumps({"benchmark": "action_head_bimodal", **bimodal_report()}, indent=2))
@@ -185,7 +228,13 @@ def main() -> None:
     for name in args.heads.split(","):
         for action_dim in (int(a) for a in args.action_dims.split(",")):
             head, note = build(name, action_dim)
-            row = {"head": name, "action_dim": action_dim, "horizon": HORIZON, "parameters": sum(p.numel() for p in head.parameters()), "predict_ms": {}}
+            row = {
+                "head": name,
+                "action_dim": action_dim,
+                "horizon": HORIZON,
+                "parameters": sum(p.numel() for p in head.parameters()),
+                "predict_ms": {},
+            }
             if note:
                 row["note"] = note
             for backend in ("auto", "reference"):
@@ -201,8 +250,13 @@ def main() -> None:
     backends = kernels.available_backends() if hasattr(kernels, "available_backends") else {}
     doc = {
         "benchmark": "action_head_predict",
-        "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count(),
-                    "torch": torch.__version__, "torch_threads": torch.get_num_threads()},
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.processor(),
+            "cpus": os.cpu_count(),
+            "torch": torch.__version__,
+            "torch_threads": torch.get_num_threads(),
+        },
         "environment": {k: os.environ.get(k) for k in ALLOCATOR_VARS},
         "kernels_backends": backends,
         "conditioning": {"tokens": COND_TOKENS, "cond_dim": COND_DIM, "padding_tokens": 8},

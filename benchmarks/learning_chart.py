@@ -30,7 +30,9 @@ def draw(rows: list[dict], out: Path) -> Path:
     kinds += sorted({r["observations"] for r in rows} - set(kinds))
     by = {(r["framework"], r["observations"]): r for r in rows}
     # best first by the first kind's success (frameworks missing it go last)
-    frameworks = sorted({r["framework"] for r in rows}, key=lambda f: -by.get((f, kinds[0]), {}).get("success_mean", -1))
+    frameworks = sorted(
+        {r["framework"] for r in rows}, key=lambda f: -by.get((f, kinds[0]), {}).get("success_mean", -1)
+    )
     fig, (success_ax, time_ax) = plt.subplots(1, 2, figsize=(11, 0.45 * len(frameworks) + 1.8), dpi=110, sharey=True)
     height = 0.8 / len(kinds)
     for k, kind in enumerate(kinds):

@@ -43,8 +43,12 @@ def bench_safety(n: int = 50_000) -> dict:
     for c in cmds:  # reference: a bare clamp, no rate limit, no checks, no log
         np.clip(c, lo, hi)
     ref = (time.perf_counter() - start) / n * 1e6
-    return {"safety_filter_us_per_tick": round(ours, 2), "reference_np_clip_us": round(ref, 2), "ticks": n,
-            "interventions_logged": sum(layer.counts.values())}
+    return {
+        "safety_filter_us_per_tick": round(ours, 2),
+        "reference_np_clip_us": round(ref, 2),
+        "ticks": n,
+        "interventions_logged": sum(layer.counts.values()),
+    }
 
 
 def bench_can(n: int = 20_000) -> dict:

@@ -50,7 +50,9 @@ def test_opencv_camera_reads_and_resizes_a_real_video(tmp_path):
 class _Still:
     def connect(self): ...
     def disconnect(self): ...
-    def read_state(self): return np.zeros(12)
+    def read_state(self):
+        return np.zeros(12)
+
     def write_action(self, a): ...
 
 

@@ -20,7 +20,9 @@ _channels = itertools.count()
 TRANSPORTS = ["virtual"] + (["socketcan"] if os.path.exists("/sys/class/net/vcan0") else [])
 _SCALE = {s.name: s.scale for m in cl.MESSAGES for s in m.signals}
 # Half a bit of each signal's resolution, plus float32 rounding of the observation.
-TOL = np.array([_SCALE[k] / 2 for k in cl.STATE_SIGNALS]) + 1e-6 * np.abs(np.array([8000, 8000, 100] + [3] * 15 + [2400, 1, 350, 80]))
+TOL = np.array([_SCALE[k] / 2 for k in cl.STATE_SIGNALS]) + 1e-6 * np.abs(
+    np.array([8000, 8000, 100] + [3] * 15 + [2400, 1, 350, 80])
+)
 
 
 def test_crc8_is_sae_j1850():
@@ -178,7 +180,9 @@ def test_corrupt_or_missing_telemetry_is_reported(rig):
         rig.robot.get_observation()  # nothing published yet
     rig.node.publish()
     msg = rig.machine_bus  # corrupt one telemetry frame on the wire
-    can_id, data = cl.encode("TEL_ENGINE", {"engine_rpm": 1000, "engine_load": 0.5, "hydraulic_pressure": 100, "fuel_rate": 10}, 9)
+    can_id, data = cl.encode(
+        "TEL_ENGINE", {"engine_rpm": 1000, "engine_load": 0.5, "hydraulic_pressure": 100, "fuel_rate": 10}, 9
+    )
     msg.send(can.Message(arbitration_id=can_id, data=data[:7] + bytes([data[7] ^ 0x10]), is_extended_id=False))
     state = rig.robot.get_observation()["observation.state"]
     assert state[18] == pytest.approx(rig.model.rpm, abs=0.2)  # the corrupt frame did not overwrite rpm
@@ -189,6 +193,12 @@ def test_corrupt_or_missing_telemetry_is_reported(rig):
 
 
 def test_the_example_frames_in_docs_can_protocol_md():
-    assert cl.encode("CMD_DRIVE", {"throttle": 0.5, "steering": -0.1, "brake": 0.0}, 3) == (0x100, bytes.fromhex("a8 61 18 fc 00 00 13 54"))
-    assert cl.encode("CMD_IMPLEMENT", {"boom": 0.25, "bucket": -1.0, "gear": 1}, 3) == (0x101, bytes.fromhex("4c 1d d0 8a 01 00 13 c7"))
+    assert cl.encode("CMD_DRIVE", {"throttle": 0.5, "steering": -0.1, "brake": 0.0}, 3) == (
+        0x100,
+        bytes.fromhex("a8 61 18 fc 00 00 13 54"),
+    )
+    assert cl.encode("CMD_IMPLEMENT", {"boom": 0.25, "bucket": -1.0, "gear": 1}, 3) == (
+        0x101,
+        bytes.fromhex("4c 1d d0 8a 01 00 13 c7"),
+    )
     assert cl.encode("ESTOP", {"stop": cl.ESTOP_MAGIC}, 0) == (0x010, bytes.fromhex("a5 00 00 00 00 00 10 d2"))

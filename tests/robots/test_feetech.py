@@ -111,7 +111,9 @@ def test_line_noise_before_a_reply_is_skipped(bus):
 def test_servo_ignores_an_instruction_with_a_bad_checksum(bus):
     sim, b = bus
     b.set_torque([1], True)
-    packet = bytearray(fp.encode_instruction(1, fp.Instruction.WRITE, bytes((fp.GOAL_POSITION.address,)) + fp.encode_value(100, 2)))
+    packet = bytearray(
+        fp.encode_instruction(1, fp.Instruction.WRITE, bytes((fp.GOAL_POSITION.address,)) + fp.encode_value(100, 2))
+    )
     packet[-1] ^= 0x55
     b._serial.write(bytes(packet))
     assert b.ping(1)  # round trip: the corrupt write was seen (and ignored) before this

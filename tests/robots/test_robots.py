@@ -24,7 +24,14 @@ def test_registry_names_and_aliases():
 def test_so100_definition():
     arm = create_robot("so100")
     spec = arm.spec
-    assert spec.action_space.names == ("shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_roll", "gripper")
+    assert spec.action_space.names == (
+        "shoulder_pan",
+        "shoulder_lift",
+        "elbow_flex",
+        "wrist_flex",
+        "wrist_roll",
+        "gripper",
+    )
     assert spec.state_dim == 12 and spec.state_space.names[6] == "shoulder_pan.vel"
     assert spec.action_space.units == ("rad",) * 6 and spec.control_hz == 30
     assert spec.action_space.low[0] == pytest.approx(-1.92) and spec.action_space.high[4] == pytest.approx(2.84)
@@ -129,7 +136,9 @@ def test_missing_yaml_file_and_bad_states_from_a_driver(tmp_path):
     class NaNBackend:
         def connect(self): ...
         def disconnect(self): ...
-        def read_state(self): return np.array([np.nan] + [0.0] * 21)
+        def read_state(self):
+            return np.array([np.nan] + [0.0] * 21)
+
         def write_action(self, a): ...
 
     with create_robot("loader", backend=NaNBackend()) as robot:

@@ -97,7 +97,9 @@ def test_record_episodes_layout_for_the_data_store():
 
 def test_only_successful_skips_failures_and_keeps_indices_dense():
     # With a 31-step limit seed 0 (33 steps) fails, seeds 1 and 2 (30 steps) succeed.
-    eps = list(record_episodes("so100-pick-cube", 2, seed=0, max_steps=31, only_successful=True, max_attempts=6, render=False))
+    eps = list(
+        record_episodes("so100-pick-cube", 2, seed=0, max_steps=31, only_successful=True, max_attempts=6, render=False)
+    )
     assert [(e["episode_index"], e["seed"]) for e in eps] == [(0, 1), (1, 2)] and all(e["success"] for e in eps)
     with pytest.raises(RuntimeError, match="only 0 of 1 episodes"):
         list(record_episodes("so100-pick-cube", 1, max_steps=3, only_successful=True, max_attempts=2, render=False))

@@ -62,8 +62,7 @@ def test_sidecar_shapes_and_dtypes_are_checked_against_the_graph_at_load(tmp_pat
     lines = str(info.value).splitlines()
     assert "does not match its sidecar" in lines[0] and "re-export" in lines[-1]
     assert lines[1:-1] == [
-        "  - input 'observation.state' ('state'): axis 2 is 7 in the sidecar [B, 1, 7], "
-        "6 in the graph ['batch', 1, 6]",
+        "  - input 'observation.state' ('state'): axis 2 is 7 in the sidecar [B, 1, 7], 6 in the graph ['batch', 1, 6]",
         "  - input 'observation.state' ('state'): dtype float64 in the sidecar, tensor(float) in the graph",
         "  - output 'action': axis 1 is 5 in the sidecar [B, 5, 2], 4 in the graph ['batch', 4, 2]",
     ]

@@ -30,7 +30,10 @@ SMALL = [
 def test_librobot_train_runs_the_builtin_toy_config_and_resumes(tmp_path, capsys):
     run = tmp_path / "toy-reach"
     # options may sit between overrides
-    assert librobot_main(["train", "toy-reach", *SMALL[:3], "--run-dir", str(run), *SMALL[3:], "logging.progress=true"]) == 0
+    assert (
+        librobot_main(["train", "toy-reach", *SMALL[:3], "--run-dir", str(run), *SMALL[3:], "logging.progress=true"])
+        == 0
+    )
     assert "train" in capsys.readouterr().err  # the rich progress bar was drawn
     assert CheckpointManager(run / "checkpoints").read_pointer("latest")["step"] == 6
     assert [r["step"] for r in read_jsonl(run / "metrics.jsonl") if "train/loss" in r] == [2, 4, 6]

@@ -60,9 +60,7 @@ def test_factory_arguments_and_names_are_checked():
         match=r"key 'data': .*toy_reach_dataset: got an unexpected keyword argument 'num_sample'.*It accepts: num_samples",
     ):
         build_datasets({"factory": "toy-reach", "num_sample": 10})
-    with pytest.raises(
-        ConfigError, match=r"key 'data.factory': unknown dataset 'toy-reech'.*Did you mean: toy-reach"
-    ):
+    with pytest.raises(ConfigError, match=r"key 'data.factory': unknown dataset 'toy-reech'.*Did you mean: toy-reach"):
         build_datasets({"factory": "toy-reech"})
     with pytest.raises(ConfigError, match=r"key 'model.factory' is missing"):
         build_model({"hidden_dim": 3})
@@ -84,7 +82,9 @@ def test_val_split_is_built_from_overrides_and_the_model_is_sized_from_data():
     )
     assert (len(train), len(val)) == (20, 7)
     section = {"factory": "librobot.train.toy_reach:toy_reach_policy", "hidden_dim": 16}
-    with pytest.raises(UntrustedCodeError, match=r"key 'model.factory': 'librobot.train.toy_reach:toy_reach_policy' names code"):
+    with pytest.raises(
+        UntrustedCodeError, match=r"key 'model.factory': 'librobot.train.toy_reach:toy_reach_policy' names code"
+    ):
         build_model(section, dataset=train)  # a 'module:attr' is honoured only for the user's own config
     with code_references():
         model = build_model(section, dataset=train)

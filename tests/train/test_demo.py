@@ -95,4 +95,3 @@ def test_demo_command_line_maps_to_settings():
     assert (settings.out.name, settings.framework, settings.export, settings.steps) == ("x", "pi0", False, 1500)
     quick = demo_settings(build_parser().parse_args(["demo", "--quick"]))
     assert (quick.steps, quick.demos, quick.episodes, len(quick.tasks)) == (60, 4, 2, 2)
-

@@ -162,7 +162,9 @@ def test_an_evaluation_that_died_resumes_from_its_episode_log(tmp_path):
     assert resumed.resumed_episodes == 2 and len(resumed.results) == 4
     again = {(e["episode"]["env"], e["episode"]["seed"]) for e in logged[2:]}
     assert policy.calls == sum(r.length for r in resumed.results if (r.env, r.seed) in again)  # only those ran
-    assert [(r.seed, r.success, r.length) for r in resumed.results] == [(r.seed, r.success, r.length) for r in full.results]
+    assert [(r.seed, r.success, r.length) for r in resumed.results] == [
+        (r.seed, r.success, r.length) for r in full.results
+    ]
     assert resumed.env_steps >= logged[1]["totals"]["env_steps"] + policy.calls
     assert resumed.seconds > logged[1]["totals"]["seconds"]
     with pytest.raises(ConfigError, match=r"other settings \(n_action_steps differ\); delete it to start over"):
@@ -221,7 +223,9 @@ class HistoryPolicy(MetaWorldStatePolicy):
 def test_policies_with_an_observation_history_get_their_windows_in_closed_loop():
     policy = HistoryPolicy("reach-v3", chunk=4)
     policy.windows = []
-    report = evaluate_closed_loop(policy, "metaworld-reach", 2, num_envs=2, n_action_steps=2, env_kwargs={"render": False})
+    report = evaluate_closed_loop(
+        policy, "metaworld-reach", 2, num_envs=2, n_action_steps=2, env_kwargs={"render": False}
+    )
     assert report.success_rate == 1.0  # acting on the latest frame of each window still solves reach
     first, later = policy.windows[0], policy.windows[1]
     assert first.shape == (2, 2, 39) and later.shape == (2, 2, 39)
@@ -266,7 +270,9 @@ def test_offline_baselines_and_verdict_on_a_synthetic_dataset(tmp_path):
 
     episodes = _offline_store(tmp_path / "store")
     horizon = 3
-    dataset = with_previous_action(lambda **kw: store_dataset(tmp_path / "store", action_horizon=horizon, **kw), horizon)
+    dataset = with_previous_action(
+        lambda **kw: store_dataset(tmp_path / "store", action_horizon=horizon, **kw), horizon
+    )
     features = dataset.dataset.storage_features
     hold = hold_indices(features[B.ACTION].names, features[B.OBS_STATE].names, 3, 2)
     assert hold == [0, 1, None]  # x, y hold the state; grip (no state element) holds with 0

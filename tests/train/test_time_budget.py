@@ -68,7 +68,9 @@ def test_max_time_stops_by_time_with_a_final_checkpoint_and_a_finished_schedule(
         for s in range(13)
     ]
     assert lrs.seen == pytest.approx(expected)
-    assert lrs.seen[0] == pytest.approx(1e-3) and lrs.seen[6] == pytest.approx(1e-3 * (0.1 + 0.45 * (1 + math.cos(0.48 * math.pi))))
+    assert lrs.seen[0] == pytest.approx(1e-3) and lrs.seen[6] == pytest.approx(
+        1e-3 * (0.1 + 0.45 * (1 + math.cos(0.48 * math.pi)))
+    )
     # the schedule reached its end with the budget: the learning rate is at its floor
     assert trainer.scheduler.progress == 1.0
     assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(1e-4)
@@ -88,7 +90,12 @@ def test_a_resumed_budget_counts_the_time_already_spent(tmp_path):
     first._user_callbacks.append(SendSignalAt(4))
     assert first.fit().step == 4
     again = Trainer(
-        first.module, first.train_data, config=first.config, run_dir=tmp_path / "run", resume="auto", clock=FakeClock(1.0)
+        first.module,
+        first.train_data,
+        config=first.config,
+        run_dir=tmp_path / "run",
+        resume="auto",
+        clock=FakeClock(1.0),
     )
     result = again.fit()
     assert (result.start_step, result.step) == (4, 10) and result.train_seconds == pytest.approx(10.0)

@@ -76,7 +76,9 @@ def test_sliding_window_and_block_masks_match_manual():
     blocks = torch.tensor([0, 0, 0, 1, 1, 2, 2])  # prefix, state, actions (π0 layout)
     mod = make()
     visible = (blocks[None, :] <= blocks[:, None])[None].expand(2, 7, 7)
-    torch.testing.assert_close(mod(x, q_blocks=blocks, kv_blocks=blocks), manual(mod, x, visible=visible), rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(
+        mod(x, q_blocks=blocks, kv_blocks=blocks), manual(mod, x, visible=visible), rtol=1e-10, atol=1e-10
+    )
 
 
 def test_rope_attention_matches_complex_rotation_reference():
@@ -108,7 +110,9 @@ def test_cross_attention_with_context_mask_matches_manual():
     torch.manual_seed(0)
     mod = Attention(D, H, num_kv_heads=2, cross=True, context_dim=24).double()
     visible = mask[:, None, :].expand(2, 4, 6)
-    torch.testing.assert_close(mod(x, ctx, key_padding_mask=mask), manual(mod, x, ctx, visible=visible), rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(
+        mod(x, ctx, key_padding_mask=mask), manual(mod, x, ctx, visible=visible), rtol=1e-10, atol=1e-10
+    )
     # precomputed keys/values (reused across denoising steps) give the same result
     kv = mod.project_kv(ctx)
     torch.testing.assert_close(mod(x, context_kv=kv, key_padding_mask=mask), mod(x, ctx, key_padding_mask=mask))
@@ -160,7 +164,18 @@ def test_incremental_decoding_with_kv_cache_matches_full_forward():
 
 def test_transformer_stack_kv_cache_and_context_kv():
     torch.manual_seed(0)
-    tr = Transformer(D, 2, H, num_kv_heads=2, causal=True, rope=True, cross_attention=True, context_dim=16, mlp="swiglu", norm="rmsnorm").double()
+    tr = Transformer(
+        D,
+        2,
+        H,
+        num_kv_heads=2,
+        causal=True,
+        rope=True,
+        cross_attention=True,
+        context_dim=16,
+        mlp="swiglu",
+        norm="rmsnorm",
+    ).double()
     g = torch.Generator().manual_seed(9)
     x = torch.randn(2, 5, D, generator=g, dtype=torch.float64)
     ctx = torch.randn(2, 3, 16, generator=g, dtype=torch.float64)
@@ -207,4 +222,6 @@ def test_per_sample_rope_positions_match_shared_positions():
     both = mod(x, positions=pos)
     torch.testing.assert_close(both[0], mod(x[:1], positions=pos[0])[0])
     torch.testing.assert_close(both[1], mod(x[1:], positions=pos[1])[0])
-    torch.testing.assert_close(both[1], manual(mod, x[1:], visible=torch.ones(1, 4, 4, dtype=torch.bool).tril(), q_pos=pos[1], k_pos=pos[1])[0])
+    torch.testing.assert_close(
+        both[1], manual(mod, x[1:], visible=torch.ones(1, 4, 4, dtype=torch.bool).tril(), q_pos=pos[1], k_pos=pos[1])[0]
+    )

@@ -49,7 +49,9 @@ def test_layernorm_and_groupnorm_match_formulas():
     img = torch.randn(2, 12, 3, 3, generator=g, dtype=torch.float64)
     gn = GroupNorm(4, 12).double()
     grouped = img.view(2, 4, 3 * 9)
-    expected = ((grouped - grouped.mean(-1, keepdim=True)) / torch.sqrt(grouped.var(-1, unbiased=False, keepdim=True) + 1e-5)).view_as(img)
+    expected = (
+        (grouped - grouped.mean(-1, keepdim=True)) / torch.sqrt(grouped.var(-1, unbiased=False, keepdim=True) + 1e-5)
+    ).view_as(img)
     torch.testing.assert_close(gn(img), expected, rtol=1e-12, atol=1e-12)
     # channel-last layout gives the same numbers as channel-first
     tokens = img.flatten(2).transpose(1, 2)  # [B, L, C]

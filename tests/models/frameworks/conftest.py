@@ -12,7 +12,15 @@ def tiny_vlm():
     torch.manual_seed(0)
     # smaller than the default tiny VLM: the framework tests train every framework on the CPU
     return create_vlm(
-        "librobot-tiny-vlm", image_size=32, patch_size=8, tokens_per_view=4, dim=64, depth=2, heads=4, kv_heads=2, max_text_tokens=32
+        "librobot-tiny-vlm",
+        image_size=32,
+        patch_size=8,
+        tokens_per_view=4,
+        dim=64,
+        depth=2,
+        heads=4,
+        kv_heads=2,
+        max_text_tokens=32,
     )
 
 

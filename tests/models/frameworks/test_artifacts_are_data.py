@@ -112,7 +112,9 @@ class UniformLike(ActionTokenizerInterface):
 def test_trust_remote_code_honours_a_reference_the_user_vouches_for(tmp_path):
     """The escape hatch: a policy saved with an unregistered tokenizer reloads only when trusted, and equal."""
     folder = tmp_path / "policy"
-    vla = create_vla("rt2", vlm=tiny_vlm(), action_dim=ACTION_DIM, state_dim=STATE_DIM, horizon=4, tokenizer=UniformLike(16))
+    vla = create_vla(
+        "rt2", vlm=tiny_vlm(), action_dim=ACTION_DIM, state_dim=STATE_DIM, horizon=4, tokenizer=UniformLike(16)
+    )
     vla.save_pretrained(folder)
     assert json.loads((folder / "config.json").read_text())["config"]["tokenizer"] == f"{__name__}:UniformLike"
     with pytest.raises(UntrustedCodeError):

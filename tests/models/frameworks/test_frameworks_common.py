@@ -70,7 +70,12 @@ def test_save_load_round_trip_reproduces_predictions(name, batch, tmp_path):
         "format": "librobot-normalizer",
         "features": {
             "action": {"mode": "min_max", "clamp": False, "center": [0.5] * ACTION_DIM, "scale": [2.0] * ACTION_DIM},
-            "observation.state": {"mode": "mean_std", "clamp": False, "center": [0.1] * STATE_DIM, "scale": [3.0] * STATE_DIM},
+            "observation.state": {
+                "mode": "mean_std",
+                "clamp": False,
+                "center": [0.1] * STATE_DIM,
+                "scale": [3.0] * STATE_DIM,
+            },
         },
     }
     vla.set_normalization(stats)

@@ -75,13 +75,17 @@ def test_head_contract(name, tiny, dct_tokenizer_registered):
     torch.testing.assert_close(pred, again)
     hidden = tokens.clone()
     hidden[~mask] = 7.0
-    torch.testing.assert_close(head.predict(hidden, cond_mask=mask, generator=torch.Generator().manual_seed(3)), pred, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(
+        head.predict(hidden, cond_mask=mask, generator=torch.Generator().manual_seed(3)), pred, rtol=1e-4, atol=1e-5
+    )
     assert head.predict(vec, generator=torch.Generator().manual_seed(3)).shape == (B, H, A)
     # config round trip rebuilds the architecture; the weights load strictly
     rebuilt = type(head).from_config(head.get_config())
     rebuilt.load_state_dict(head.state_dict())
     rebuilt.eval()
-    torch.testing.assert_close(rebuilt.predict(tokens, cond_mask=mask, generator=torch.Generator().manual_seed(3)), pred)
+    torch.testing.assert_close(
+        rebuilt.predict(tokens, cond_mask=mask, generator=torch.Generator().manual_seed(3)), pred
+    )
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -128,7 +132,9 @@ def test_explicit_noise_makes_generative_predictions_exportable_and_reproducible
     for name in ("ddim", "edm", "flow_matching"):
         head = build(name, tiny).eval()
         a = head.predict(vec, noise=noise)
-        b = head.predict(vec, noise=noise, generator=torch.Generator().manual_seed(99))  # ignored: deterministic samplers
+        b = head.predict(
+            vec, noise=noise, generator=torch.Generator().manual_seed(99)
+        )  # ignored: deterministic samplers
         torch.testing.assert_close(a, b)
         with pytest.raises(SpecError, match="noise must be"):
             head.predict(vec, noise=noise[:, :2])

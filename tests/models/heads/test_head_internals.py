@@ -68,7 +68,9 @@ def test_conditional_ot_pairs_only_within_equal_conditions():
     perm = ot_pairing(x, n, cond=cond, cond_weight=10.0)
     assert set(perm[:4].tolist()) == {0, 1, 2, 3} and set(perm[4:].tolist()) == {4, 5, 6, 7}
     free = ot_pairing(x, n, cond=cond, cond_weight=0.0)
-    assert float(coupling_cost(x, n)[torch.arange(8), free].sum()) <= float(coupling_cost(x, n)[torch.arange(8), perm].sum())
+    assert float(coupling_cost(x, n)[torch.arange(8), free].sum()) <= float(
+        coupling_cost(x, n)[torch.arange(8), perm].sum()
+    )
     # padded coordinates do not enter the cost
     valid = torch.ones(8, 5)
     valid[:, 3:] = 0
@@ -95,9 +97,23 @@ def test_edge_fill_repeats_the_last_real_step():
 @pytest.mark.parametrize("name", ["ddim", "ddpm", "edm", "flow_matching"])
 def test_cached_conditioning_matches_per_step_recompute(name):
     torch.manual_seed(0)
-    head = create_action_head(name, action_dim=3, horizon=4, cond_dim=8, hidden_dim=32, depth=2, num_heads=4, num_train_timesteps=10,
-                              num_inference_steps=3) if name != "flow_matching" else create_action_head(
-        name, action_dim=3, horizon=4, cond_dim=8, hidden_dim=32, depth=2, num_heads=4, num_inference_steps=3)
+    head = (
+        create_action_head(
+            name,
+            action_dim=3,
+            horizon=4,
+            cond_dim=8,
+            hidden_dim=32,
+            depth=2,
+            num_heads=4,
+            num_train_timesteps=10,
+            num_inference_steps=3,
+        )
+        if name != "flow_matching"
+        else create_action_head(
+            name, action_dim=3, horizon=4, cond_dim=8, hidden_dim=32, depth=2, num_heads=4, num_inference_steps=3
+        )
+    )
     for p in head.parameters():  # non-trivial weights everywhere (the output layer starts at zero)
         torch.nn.init.normal_(p, std=0.2)
     tokens, mask = torch.randn(2, 5, 8), torch.tensor([[True] * 5, [True] * 2 + [False] * 3])
@@ -111,10 +127,16 @@ def test_cached_conditioning_matches_per_step_recompute(name):
 def test_autoregressive_kv_cache_matches_full_recompute(temperature, dct_tokenizer_registered):
     for kw in ({}, {"tokenizer": "test-dct", "max_tokens": 12}):
         torch.manual_seed(0)
-        head = create_action_head("autoregressive", action_dim=2, horizon=4, cond_dim=8, hidden_dim=32, depth=2, num_heads=4, **kw).eval()
+        head = create_action_head(
+            "autoregressive", action_dim=2, horizon=4, cond_dim=8, hidden_dim=32, depth=2, num_heads=4, **kw
+        ).eval()
         tokens, mask = torch.randn(3, 5, 8), torch.tensor([[True] * 5, [True] * 2 + [False] * 3, [False] + [True] * 4])
-        ids, logits = head.generate(tokens, cond_mask=mask, temperature=temperature, generator=torch.Generator().manual_seed(1))
-        ids_ref, logits_ref = head.generate(tokens, cond_mask=mask, temperature=temperature, generator=torch.Generator().manual_seed(1), use_cache=False)
+        ids, logits = head.generate(
+            tokens, cond_mask=mask, temperature=temperature, generator=torch.Generator().manual_seed(1)
+        )
+        ids_ref, logits_ref = head.generate(
+            tokens, cond_mask=mask, temperature=temperature, generator=torch.Generator().manual_seed(1), use_cache=False
+        )
         assert ids.tolist() == ids_ref.tolist()
         finite = torch.isfinite(logits_ref)
         torch.testing.assert_close(logits[finite], logits_ref[finite], rtol=1e-4, atol=1e-4)
@@ -122,7 +144,9 @@ def test_autoregressive_kv_cache_matches_full_recompute(temperature, dct_tokeniz
 
 def test_fast_tokenizer_plumbing(dct_tokenizer_registered):
     tok = dct_tokenizer_registered(scale=20.0)
-    head = create_action_head("fast", action_dim=2, horizon=4, cond_dim=8, tokenizer=tok, hidden_dim=32, depth=1, num_heads=4, max_tokens=10)
+    head = create_action_head(
+        "fast", action_dim=2, horizon=4, cond_dim=8, tokenizer=tok, hidden_dim=32, depth=1, num_heads=4, max_tokens=10
+    )
     # the config records what rebuilds the tokenizer: the registry name and its state
     assert head.config.tokenizer == "test-dct" and head.config.tokenizer_state == {"scale": 20.0, "max_abs": 40}
     rebuilt = type(head).from_config(head.get_config())
@@ -130,8 +154,12 @@ def test_fast_tokenizer_plumbing(dct_tokenizer_registered):
     actions = torch.tensor([[[0.1, -0.2], [0.15, -0.1], [0.2, 0.0], [0.25, 0.1]]])
     ids, weight = head.tokenize(actions, None)
     seq = tok.encode(actions.numpy())[0]
-    assert ids[0, : len(seq)].tolist() == seq and int(ids[0, len(seq)]) == head.eos and float(weight.sum()) == len(seq) + 1
-    small = create_action_head("fast", action_dim=2, horizon=4, cond_dim=8, tokenizer=tok, hidden_dim=32, depth=1, num_heads=4, max_tokens=2)
+    assert (
+        ids[0, : len(seq)].tolist() == seq and int(ids[0, len(seq)]) == head.eos and float(weight.sum()) == len(seq) + 1
+    )
+    small = create_action_head(
+        "fast", action_dim=2, horizon=4, cond_dim=8, tokenizer=tok, hidden_dim=32, depth=1, num_heads=4, max_tokens=2
+    )
     with pytest.raises(SpecError, match="raise max_tokens"):
         small(torch.randn(1, 8), actions)
     with pytest.raises(MissingExtraError, match=r"librobot-models\[fast\]"):
@@ -182,7 +210,9 @@ def test_fast_head_with_librobot_data_fast_tokenizer_through_the_registry():
     _, chunks, _, _ = task.sample(256, torch.Generator().manual_seed(0))
     tok = get_registry("tokenizer").create("fast", scale=20.0, vocab_size=256).fit(chunks.numpy())
     torch.manual_seed(0)
-    head = create_action_head("fast", action_dim=3, horizon=8, cond_dim=16, tokenizer=tok, hidden_dim=64, depth=1, num_heads=4, max_tokens=24)
+    head = create_action_head(
+        "fast", action_dim=3, horizon=8, cond_dim=16, tokenizer=tok, hidden_dim=64, depth=1, num_heads=4, max_tokens=24
+    )
     assert head.config.tokenizer == "fast" and head.tokenizer.vocab_size == tok.vocab_size
     losses = fit(head, task, steps=120, batch_size=32, lr=3e-3)
     assert sum(losses[-10:]) / 10 < 0.25 * sum(losses[:5]) / 5

@@ -21,8 +21,20 @@ UNIMODAL = ChunkTask(bimodal=False, num_conditions=4, horizon=8, action_dim=3, n
 GRIPPER = ChunkTask(bimodal=False, num_conditions=4, horizon=8, action_dim=3, noise_std=0.005, gripper_last=True)
 BIMODAL = ChunkTask(bimodal=True, num_conditions=4, horizon=8, action_dim=2)
 
-UNIMODAL_HEADS = ["mlp_oft", "act", "autoregressive", "fast", "diffusion", "edm", "flow_matching", "ot_cfm",
-                  "fc_decoder", "lstm_decoder", "gpt_decoder", "hybrid"]
+UNIMODAL_HEADS = [
+    "mlp_oft",
+    "act",
+    "autoregressive",
+    "fast",
+    "diffusion",
+    "edm",
+    "flow_matching",
+    "ot_cfm",
+    "fc_decoder",
+    "lstm_decoder",
+    "gpt_decoder",
+    "hybrid",
+]
 # The ε-parameterised diffusion head is checked on the bimodal task below; in this few-second budget
 # its deterministic DDIM samples are not yet accurate (ε at low noise is learned last; measured
 # mse/var ≈ 0.87 after 200 steps), so the unimodal check uses the clean-sample parameterisation.
@@ -64,12 +76,20 @@ def mode_report(head, task=BIMODAL, n=200, **predict_kw):
     nearest the first mode. One predict call covers every conditioning."""
     g = torch.Generator().manual_seed(1234)
     k_all = task.num_conditions
-    pred = head.predict(task.conds.repeat_interleave(n, dim=0), generator=g, **predict_kw).view(k_all, n, task.horizon, task.action_dim)
+    pred = head.predict(task.conds.repeat_interleave(n, dim=0), generator=g, **predict_kw).view(
+        k_all, n, task.horizon, task.action_dim
+    )
     rows = []
     for k in range(k_all):
         _, held_out, _, _ = task.sample(n, g, k)
         ref = reference_distances(task, k, n, g)
-        rows.append({"ed": energy_distance(pred[k], held_out), **ref, "first_mode": float(task.nearest_mode(pred[k], k).float().mean())})
+        rows.append(
+            {
+                "ed": energy_distance(pred[k], held_out),
+                **ref,
+                "first_mode": float(task.nearest_mode(pred[k], k).float().mean()),
+            }
+        )
     mean = {key: sum(r[key] for r in rows) / len(rows) for key in ("ed", "true", "average", "one_mode")}
     return mean, [r["first_mode"] for r in rows]
 
@@ -85,7 +105,11 @@ DIT = dict(hidden_dim=64, depth=2, num_heads=4, cross_attention=False)
 # name: (config, training steps, predict variants). OT-CFM gets more steps: its Euler paths
 # straighten with training, and 10 Euler steps are accurate only once they have.
 BIMODAL_CASES = {
-    "diffusion": (dict(DIT, num_train_timesteps=100, num_inference_steps=10), 250, [{"sampler": "ddim"}, {"sampler": "ddpm"}]),
+    "diffusion": (
+        dict(DIT, num_train_timesteps=100, num_inference_steps=10),
+        250,
+        [{"sampler": "ddim"}, {"sampler": "ddpm"}],
+    ),
     "edm": (dict(DIT, num_inference_steps=10), 250, [{}]),
     "flow_matching": (dict(DIT, num_inference_steps=10), 250, [{}, {"integrator": "heun"}]),
     "ot_cfm": (dict(DIT, num_inference_steps=10), 400, [{}]),

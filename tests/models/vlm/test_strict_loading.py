@@ -53,7 +53,9 @@ def test_a_renamed_weight_is_both_missing_and_unexpected(build_tiny, tmp_path):
 
 def test_a_folder_of_another_size_is_named(build_tiny, tmp_path):
     _saved(build_tiny, "qwen2-vl-tiny", tmp_path)
-    with pytest.raises(CheckpointError, match=r"is not a qwen2-vl-2b checkpoint: hidden_size 64 \(the folder\) vs 1536"):
+    with pytest.raises(
+        CheckpointError, match=r"is not a qwen2-vl-2b checkpoint: hidden_size 64 \(the folder\) vs 1536"
+    ):
         create_vlm("qwen2-vl-2b", pretrained=str(tmp_path))
 
 

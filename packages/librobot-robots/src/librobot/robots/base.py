@@ -56,7 +56,9 @@ class Camera(Protocol):
 class Robot(RobotInterface):
     """A robot described by ``spec``; ``backend`` talks to the hardware, ``cameras`` give images."""
 
-    def __init__(self, spec: RobotSpec, backend: RobotBackend | None = None, cameras: Mapping[str, Camera] | None = None) -> None:
+    def __init__(
+        self, spec: RobotSpec, backend: RobotBackend | None = None, cameras: Mapping[str, Camera] | None = None
+    ) -> None:
         if not isinstance(spec, RobotSpec):
             raise ConfigError(f"Robot needs a RobotSpec, got {type(spec).__name__}")
         cameras = dict(cameras or {})
@@ -133,7 +135,9 @@ class Robot(RobotInterface):
         assert self.backend is not None
         state = np.asarray(self.backend.read_state(), dtype=np.float64)
         if state.shape != (self.spec.state_dim,):
-            raise SpecError(f"robot '{self.name}': driver returned a state of shape {state.shape}, expected ({self.spec.state_dim},)")
+            raise SpecError(
+                f"robot '{self.name}': driver returned a state of shape {state.shape}, expected ({self.spec.state_dim},)"
+            )
         if not np.isfinite(state).all():
             bad = [self.state_space.names[i] for i in np.flatnonzero(~np.isfinite(state))]
             raise SpecError(f"robot '{self.name}': driver returned non-finite state values for {bad}")
@@ -179,7 +183,13 @@ class Robot(RobotInterface):
         )
 
 
-def load_robot(path: str | Path, *, backend: RobotBackend | None = None, cameras: Mapping[str, Camera] | None = None, overrides: tuple[str, ...] = ()) -> Robot:
+def load_robot(
+    path: str | Path,
+    *,
+    backend: RobotBackend | None = None,
+    cameras: Mapping[str, Camera] | None = None,
+    overrides: tuple[str, ...] = (),
+) -> Robot:
     """A custom robot from a YAML definition alone (see ``librobot.robots.spec``)."""
     return Robot(RobotSpec.from_yaml(path, overrides), backend=backend, cameras=cameras)
 

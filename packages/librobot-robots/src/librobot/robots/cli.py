@@ -27,7 +27,12 @@ def add_commands(subparsers: Any) -> None:
     p.set_defaults(func=cmd_sim_list)
 
     p = sim_sub.add_parser("expert", help="measure a scripted expert's success rate")
-    p.add_argument("--env", action="append", required=True, help="env name or glob (repeatable), e.g. metaworld-push or 'metaworld-*'")
+    p.add_argument(
+        "--env",
+        action="append",
+        required=True,
+        help="env name or glob (repeatable), e.g. metaworld-push or 'metaworld-*'",
+    )
     p.add_argument("--episodes", type=int, default=20, help="episodes per env (default 20)")
     p.add_argument("--seed", type=int, default=0, help="seed of the first episode; episode i uses seed+i")
     p.add_argument("--max-steps", type=int, default=None, help="episode step limit (default: the env's)")
@@ -57,9 +62,19 @@ def cmd_sim_list(args: argparse.Namespace) -> int:
     rows = []
     for e in _env_entries():
         extra = e.meta.get("extra", "")
-        needs = {"librobot-robots[metaworld]": "metaworld", "librobot-robots[pusht]": "gym_pusht"}.get(extra, "gymnasium")
-        rows.append({"env": e.name, "aliases": list(e.aliases), "expert": e.meta.get("expert", ""),
-                     "task": e.meta.get("task", e.doc), "extra": extra, "available": is_available(needs)})
+        needs = {"librobot-robots[metaworld]": "metaworld", "librobot-robots[pusht]": "gym_pusht"}.get(
+            extra, "gymnasium"
+        )
+        rows.append(
+            {
+                "env": e.name,
+                "aliases": list(e.aliases),
+                "expert": e.meta.get("expert", ""),
+                "task": e.meta.get("task", e.doc),
+                "extra": extra,
+                "available": is_available(needs),
+            }
+        )
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
@@ -96,7 +111,9 @@ def cmd_sim_expert(args: argparse.Namespace) -> int:
     envs = _expand(args.env)
     reports = []
     for name in envs:
-        report = evaluate_expert(name, args.episodes, expert=args.expert, seed=args.seed, max_steps=args.max_steps, progress=True)
+        report = evaluate_expert(
+            name, args.episodes, expert=args.expert, seed=args.seed, max_steps=args.max_steps, progress=True
+        )
         reports.append(report.to_dict())
         if not args.json:
             r, (lo, hi) = reports[-1], report.ci95

@@ -52,7 +52,9 @@ def preset_joints(preset: str = "g1-23") -> list[tuple[str, float, float]]:
         waist = [("waist_yaw", -2.618, 2.618), ("waist_roll", -0.52, 0.52), ("waist_pitch", -0.52, 0.52)]
         wrist = [("wrist_pitch", -1.614, 1.614), ("wrist_yaw", -1.614, 1.614)]
         return legs + waist + _side("left", _ARM + wrist) + _side("right", _ARM + wrist)
-    raise ConfigError(f"unknown humanoid preset '{preset}'; use 'g1-23' or 'g1-29', or pass joints=[(name, low, high), ...]")
+    raise ConfigError(
+        f"unknown humanoid preset '{preset}'; use 'g1-23' or 'g1-29', or pass joints=[(name, low, high), ...]"
+    )
 
 
 def humanoid_spec(
@@ -107,6 +109,12 @@ class Humanoid(Robot):
         cameras: Mapping[str, Camera] | None = None,
         **spec_kwargs: Any,
     ) -> None:
-        spec = humanoid_spec(joints, preset=preset, control_hz=control_hz, include_velocities=include_velocities,
-                             include_imu=include_imu, **spec_kwargs)
+        spec = humanoid_spec(
+            joints,
+            preset=preset,
+            control_hz=control_hz,
+            include_velocities=include_velocities,
+            include_imu=include_imu,
+            **spec_kwargs,
+        )
         super().__init__(spec, backend=backend, cameras=cameras)

@@ -70,8 +70,15 @@ class SafetyLayer:
     """Filters commands for ``spec``; ``initial`` is the command in force now (required when some
     dimension's safe value is HOLD, e.g. an arm's current joint positions)."""
 
-    def __init__(self, spec: RobotSpec, *, initial: np.ndarray | None = None, watchdog_timeout: float | None = None,
-                 clock: Callable[[], float] = time.monotonic, log_size: int | None = 100_000) -> None:
+    def __init__(
+        self,
+        spec: RobotSpec,
+        *,
+        initial: np.ndarray | None = None,
+        watchdog_timeout: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        log_size: int | None = 100_000,
+    ) -> None:
         self.spec = spec
         self._what = f"safety layer for '{spec.name}'"
         self.names = spec.action_space.names
@@ -121,7 +128,9 @@ class SafetyLayer:
     def estopped(self) -> bool:
         return self._estopped
 
-    def _record(self, now: float, kind: str, dims: tuple[str, ...] = (), detail: str = "", values: tuple[float, ...] = ()) -> None:
+    def _record(
+        self, now: float, kind: str, dims: tuple[str, ...] = (), detail: str = "", values: tuple[float, ...] = ()
+    ) -> None:
         self.log.append(Intervention(now, kind, dims, detail, values))
         self.counts[kind] += 1
         if kind in ("watchdog_trip", "clock_fault", "estop", "estop_reset"):

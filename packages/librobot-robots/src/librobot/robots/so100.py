@@ -72,8 +72,15 @@ def default_calibration(ids: Sequence[int] = (1, 2, 3, 4, 5, 6)) -> dict[str, Jo
 class FeetechArmBackend:
     """SO-100 over a Feetech bus: one SYNC_READ of position+speed per observation, one SYNC_WRITE per command."""
 
-    def __init__(self, port: Any, calibration: Mapping[str, JointCalibration] | None = None, *, baudrate: int = 1_000_000,
-                 timeout: float = 0.05, disable_torque_on_disconnect: bool = True) -> None:
+    def __init__(
+        self,
+        port: Any,
+        calibration: Mapping[str, JointCalibration] | None = None,
+        *,
+        baudrate: int = 1_000_000,
+        timeout: float = 0.05,
+        disable_torque_on_disconnect: bool = True,
+    ) -> None:
         from librobot.robots.drivers.feetech import FeetechBus
 
         self.calibration = dict(calibration or default_calibration())
@@ -115,14 +122,23 @@ class FeetechArmBackend:
         return np.array(pos + vel)
 
     def write_action(self, action: np.ndarray) -> None:
-        self.bus.write_positions({self.calibration[j].servo_id: self.calibration[j].to_ticks(float(a)) for j, a in zip(JOINTS, action)})
+        self.bus.write_positions(
+            {self.calibration[j].servo_id: self.calibration[j].to_ticks(float(a)) for j, a in zip(JOINTS, action)}
+        )
 
 
 class SO100Arm(Robot):
     """SO-100; pass ``port`` (e.g. ``/dev/ttyACM0``) to drive the real arm, nothing for the definition only."""
 
-    def __init__(self, port: str | None = None, *, calibration: Mapping[str, JointCalibration] | None = None,
-                 cameras: Mapping[str, Camera] | None = None, control_hz: float = CONTROL_HZ, baudrate: int = 1_000_000,
-                 timeout: float = 0.05) -> None:
+    def __init__(
+        self,
+        port: str | None = None,
+        *,
+        calibration: Mapping[str, JointCalibration] | None = None,
+        cameras: Mapping[str, Camera] | None = None,
+        control_hz: float = CONTROL_HZ,
+        baudrate: int = 1_000_000,
+        timeout: float = 0.05,
+    ) -> None:
         backend = FeetechArmBackend(port, calibration, baudrate=baudrate, timeout=timeout) if port is not None else None
         super().__init__(so100_spec(control_hz), backend=backend, cameras=cameras)

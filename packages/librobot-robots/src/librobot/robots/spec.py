@@ -86,7 +86,9 @@ class RobotSpec:
         for dim, rate in zip(self.action_space.names, self.max_rate):
             if not (math.isfinite(rate) and rate > 0):
                 raise SpecError(f"robot '{self.name}': max_rate of '{dim}' must be finite and > 0, got {rate}")
-        for dim, lo, hi, safe in zip(self.action_space.names, self.action_space.low, self.action_space.high, self.safe_action):
+        for dim, lo, hi, safe in zip(
+            self.action_space.names, self.action_space.low, self.action_space.high, self.safe_action
+        ):
             if safe == HOLD:
                 continue
             if not isinstance(safe, (int, float)) or not lo <= safe <= hi:
@@ -153,9 +155,14 @@ class RobotSpec:
         a, s = self.action_space, self.state_space
         action = [
             {"name": n, "low": lo, "high": hi, "unit": u, "max_rate": r, "safe": sf}
-            for n, lo, hi, u, r, sf in zip(a.names, a.low, a.high, a.units or ("",) * a.dim, self.max_rate, self.safe_action)
+            for n, lo, hi, u, r, sf in zip(
+                a.names, a.low, a.high, a.units or ("",) * a.dim, self.max_rate, self.safe_action
+            )
         ]
-        state = [{"name": n, "low": lo, "high": hi, "unit": u} for n, lo, hi, u in zip(s.names, s.low, s.high, s.units or ("",) * s.dim)]
+        state = [
+            {"name": n, "low": lo, "high": hi, "unit": u}
+            for n, lo, hi, u in zip(s.names, s.low, s.high, s.units or ("",) * s.dim)
+        ]
         out: dict[str, Any] = {"name": self.name, "control_hz": self.control_hz, "action": action, "state": state}
         if self.cameras:
             out["cameras"] = [c.to_dict() for c in self.cameras]
@@ -189,8 +196,18 @@ class RobotSpec:
         try:
             return cls(
                 name=name,
-                action_space=BoxSpace([d["name"] for d in action], [d["low"] for d in action], [d["high"] for d in action], [d.get("unit", "") for d in action]),
-                state_space=BoxSpace([d["name"] for d in state], [d["low"] for d in state], [d["high"] for d in state], [d.get("unit", "") for d in state]),
+                action_space=BoxSpace(
+                    [d["name"] for d in action],
+                    [d["low"] for d in action],
+                    [d["high"] for d in action],
+                    [d.get("unit", "") for d in action],
+                ),
+                state_space=BoxSpace(
+                    [d["name"] for d in state],
+                    [d["low"] for d in state],
+                    [d["high"] for d in state],
+                    [d.get("unit", "") for d in state],
+                ),
                 control_hz=float(data["control_hz"]),
                 max_rate=[d["max_rate"] for d in action],
                 safe_action=[d.get("safe", HOLD) for d in action],
@@ -227,7 +244,9 @@ def _dims(items: Any, where: str, *, with_control: bool) -> list[dict[str, Any]]
             raise ConfigError(f"{where}[{i}]: expected a mapping, got {type(item).__name__}")
         extra = set(item) - allowed
         if extra:
-            raise ConfigError(f"{where}[{i}] ('{item.get('name', '?')}'): unknown keys {sorted(extra)}; allowed: {sorted(allowed)}")
+            raise ConfigError(
+                f"{where}[{i}] ('{item.get('name', '?')}'): unknown keys {sorted(extra)}; allowed: {sorted(allowed)}"
+            )
         required = ("name", "low", "high") + (("max_rate",) if with_control else ())
         missing = [k for k in required if k not in item]
         if missing:

@@ -33,15 +33,28 @@ ACTION_DIMS = [
     ("gear", -1.0, 1.0, "-1/0/1", 4.0, 0.0),  # passes through neutral: no direct forward↔reverse shift
 ]
 STATE_DIMS = [
-    ("x", -8000.0, 8000.0, "m"), ("y", -8000.0, 8000.0, "m"), ("z", -100.0, 100.0, "m"),
-    ("roll", -math.pi / 2, math.pi / 2, "rad"), ("pitch", -math.pi / 2, math.pi / 2, "rad"), ("yaw", -math.pi, math.pi, "rad"),
-    ("vx", -MAX_SPEED, MAX_SPEED, "m/s"), ("vy", -5.0, 5.0, "m/s"), ("vz", -5.0, 5.0, "m/s"),
-    ("roll_rate", -3.0, 3.0, "rad/s"), ("pitch_rate", -3.0, 3.0, "rad/s"), ("yaw_rate", -3.0, 3.0, "rad/s"),
-    ("articulation", -MAX_ARTICULATION, MAX_ARTICULATION, "rad"), ("boom_angle", *BOOM_RANGE, "rad"),
+    ("x", -8000.0, 8000.0, "m"),
+    ("y", -8000.0, 8000.0, "m"),
+    ("z", -100.0, 100.0, "m"),
+    ("roll", -math.pi / 2, math.pi / 2, "rad"),
+    ("pitch", -math.pi / 2, math.pi / 2, "rad"),
+    ("yaw", -math.pi, math.pi, "rad"),
+    ("vx", -MAX_SPEED, MAX_SPEED, "m/s"),
+    ("vy", -5.0, 5.0, "m/s"),
+    ("vz", -5.0, 5.0, "m/s"),
+    ("roll_rate", -3.0, 3.0, "rad/s"),
+    ("pitch_rate", -3.0, 3.0, "rad/s"),
+    ("yaw_rate", -3.0, 3.0, "rad/s"),
+    ("articulation", -MAX_ARTICULATION, MAX_ARTICULATION, "rad"),
+    ("boom_angle", *BOOM_RANGE, "rad"),
     ("bucket_angle", *BUCKET_RANGE, "rad"),
-    ("articulation_rate", -1.0, 1.0, "rad/s"), ("boom_rate", -1.0, 1.0, "rad/s"), ("bucket_rate", -2.0, 2.0, "rad/s"),
-    ("engine_rpm", 0.0, 2400.0, "rpm"), ("engine_load", 0.0, 1.0, "fraction"),
-    ("hydraulic_pressure", 0.0, 350.0, "bar"), ("fuel_rate", 0.0, 80.0, "L/h"),
+    ("articulation_rate", -1.0, 1.0, "rad/s"),
+    ("boom_rate", -1.0, 1.0, "rad/s"),
+    ("bucket_rate", -2.0, 2.0, "rad/s"),
+    ("engine_rpm", 0.0, 2400.0, "rpm"),
+    ("engine_load", 0.0, 1.0, "fraction"),
+    ("hydraulic_pressure", 0.0, 350.0, "bar"),
+    ("fuel_rate", 0.0, 80.0, "L/h"),
 ]
 assert tuple(d[0] for d in ACTION_DIMS) == tuple(ACTION_SIGNALS)
 assert tuple(d[0] for d in STATE_DIMS) == tuple(STATE_SIGNALS)
@@ -62,13 +75,23 @@ def wheel_loader_spec(control_hz: float = CONTROL_HZ) -> RobotSpec:
 class WheelLoader(Robot):
     """The wheel loader; pass ``channel`` (and ``interface``, default socketcan) to drive it over CAN."""
 
-    def __init__(self, channel: str | None = None, *, interface: str = "socketcan", bus: Any = None,
-                 cameras: Mapping[str, Camera] | None = None, control_hz: float = CONTROL_HZ,
-                 backend: RobotBackend | None = None, telemetry_timeout: float = 0.25) -> None:
+    def __init__(
+        self,
+        channel: str | None = None,
+        *,
+        interface: str = "socketcan",
+        bus: Any = None,
+        cameras: Mapping[str, Camera] | None = None,
+        control_hz: float = CONTROL_HZ,
+        backend: RobotBackend | None = None,
+        telemetry_timeout: float = 0.25,
+    ) -> None:
         if backend is None and (channel is not None or bus is not None):
             from librobot.robots.drivers.wheel_loader_can import WheelLoaderCanBackend
 
-            backend = WheelLoaderCanBackend(channel=channel, interface=interface, bus=bus, telemetry_timeout=telemetry_timeout)
+            backend = WheelLoaderCanBackend(
+                channel=channel, interface=interface, bus=bus, telemetry_timeout=telemetry_timeout
+            )
         super().__init__(wheel_loader_spec(control_hz), backend=backend, cameras=cameras)
 
     def emergency_stop(self, active: bool = True) -> bool:

@@ -395,7 +395,7 @@ def load_sidecar(path: str | Path, *, verify: bool = True) -> tuple[OnnxPolicySp
         raise MissingChecksumError(
             f"{side} records no model_sha256, so {model.name} cannot be checked: the export is incomplete "
             f"(`librobot export` always records it); {_REEXPORT}. If you built or edited the graph yourself, "
-            f"record its checksum deliberately with `python -c \"from librobot.serve.sidecar import record_checksum; "
+            f'record its checksum deliberately with `python -c "from librobot.serve.sidecar import record_checksum; '
             f"record_checksum('{side.parent}')\"`, or load with verify=False"
         )
     if sha256_file(model) != spec.model_sha256:

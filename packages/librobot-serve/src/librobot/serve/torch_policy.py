@@ -58,7 +58,9 @@ class TorchPolicy(PolicyInterface):
         require("librobot.models", extra="librobot-serve[export]", purpose="loading torch policies")
         from librobot.models.frameworks.base import AbstractVLA
 
-        return cls(AbstractVLA.from_pretrained(directory, device=device, trust_remote_code=trust_remote_code), task=task)
+        return cls(
+            AbstractVLA.from_pretrained(directory, device=device, trust_remote_code=trust_remote_code), task=task
+        )
 
     @property
     def action_dim(self) -> int:

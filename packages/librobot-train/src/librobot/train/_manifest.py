@@ -38,8 +38,18 @@ CALLBACKS = [
     ("closed-loop-eval", f"{_T}.evaluation.callbacks:ClosedLoopEval", ["sim-eval"], "success rates in simulated tasks"),
 ]
 MODELS = [
-    ("toy-reach-policy", f"{_T}.toy_reach:toy_reach_policy", [], "small image+instruction+state policy (toy-reach config, tests)"),
-    ("vla", f"{_T}.vla:build_vla", ["framework"], "any registered VLA framework, sized and normalised from the dataset"),
+    (
+        "toy-reach-policy",
+        f"{_T}.toy_reach:toy_reach_policy",
+        [],
+        "small image+instruction+state policy (toy-reach config, tests)",
+    ),
+    (
+        "vla",
+        f"{_T}.vla:build_vla",
+        ["framework"],
+        "any registered VLA framework, sized and normalised from the dataset",
+    ),
 ]
 DATASETS = [
     ("toy-reach", f"{_T}.toy_reach:toy_reach_dataset", [], "synthetic reach demonstrations (toy-reach config, tests)"),

@@ -43,7 +43,9 @@ def _run_record(args: argparse.Namespace) -> int:
         expert=args.expert,
     )
     per_env = ", ".join(f"{k}: {v}" for k, v in summary.per_env.items())
-    print(f"recorded {summary.episodes} episodes, {summary.frames} frames in {summary.seconds:.0f} s → {summary.path} ({per_env})")
+    print(
+        f"recorded {summary.episodes} episodes, {summary.frames} frames in {summary.seconds:.0f} s → {summary.path} ({per_env})"
+    )
     return 0
 
 
@@ -82,7 +84,9 @@ def load_policy_for_eval(path: str | Path, *, trust_remote_code: bool = False) -
 
         return OnnxPolicy(path), None
     if not (path / "config.json").is_file():
-        raise ConfigError(f"{path} is neither a policy folder (config.json), a run folder (policy/) nor an ONNX export (policy.json)")
+        raise ConfigError(
+            f"{path} is neither a policy folder (config.json), a run folder (policy/) nor an ONNX export (policy.json)"
+        )
     from librobot.serve.torch_policy import TorchPolicy
 
     policy = TorchPolicy.from_pretrained(path, trust_remote_code=trust_remote_code)
@@ -106,11 +110,15 @@ def held_out_factory(path: Path, data: str | None, split: str | None) -> Any:
 
     from librobot.core.config import load_config
 
-    section = OmegaConf.to_container(load_config(run / "config.yaml", load_plugins=False), resolve=True).get("data") or {}
+    section = (
+        OmegaConf.to_container(load_config(run / "config.yaml", load_plugins=False), resolve=True).get("data") or {}
+    )
     kwargs = {k: v for k, v in section.items() if k not in ("factory", "val")}
     if split == "val":
         if not section.get("val"):
-            raise ConfigError(f"{run}/config.yaml has no validation split (data.val): pass --data DATASET or --split all")
+            raise ConfigError(
+                f"{run}/config.yaml has no validation split (data.val): pass --data DATASET or --split all"
+            )
         kwargs.update(section["val"])
     else:
         kwargs.pop("split", None)
@@ -143,7 +151,9 @@ def _run_eval(args: argparse.Namespace) -> int:
     if args.offline:
         return _run_offline(args)
     if not args.env:
-        raise ConfigError("closed-loop evaluation needs --env NAME ... (or --offline for the action error on held-out data)")
+        raise ConfigError(
+            "closed-loop evaluation needs --env NAME ... (or --offline for the action error on held-out data)"
+        )
     from librobot.train.evaluation.closed_loop import evaluate_closed_loop, summary_lines
     from librobot.train.evaluation.report import write_report
 

@@ -170,7 +170,6 @@ def duration_seconds(value: str | float | int) -> float:
     return sum(float(n) * {"h": 3600.0, "m": 60.0, "s": 1.0}[u] for n, u in parts)
 
 
-
 def _positive(errors: list[str], key: str, value: float | None, *, allow_zero: bool = False) -> None:
     if value is None:
         return

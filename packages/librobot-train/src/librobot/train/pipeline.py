@@ -49,8 +49,14 @@ def train_config(s: DemoSettings, data: Path, run_dir: Path) -> dict[str, Any]:
         "name": "demo",
         "run_dir": str(run_dir),
         "model": {"factory": "vla", "framework": s.framework, "vlm": "librobot-tiny-vlm"},
-        "data": {"factory": "store", "path": str(data), "obs_horizon": 1, "action_horizon": 16, "split": "train",
-                 "val": {"split": "val"}},
+        "data": {
+            "factory": "store",
+            "path": str(data),
+            "obs_horizon": 1,
+            "action_horizon": 16,
+            "split": "train",
+            "val": {"split": "val"},
+        },
         "train": {"max_steps": s.steps, "batch_size": s.batch_size, "seed": 0},
         "optimizer": {"name": "adamw", "lr": 3.0e-4, "weight_decay": 0.01},
         "scheduler": {"name": "cosine", "warmup_steps": min(100, s.steps // 10), "min_lr_ratio": 0.05},
@@ -103,9 +109,18 @@ def run_demo(s: DemoSettings) -> Path:
     t = _stage(s, f"3/5 closed-loop evaluation: {s.episodes} episodes per task")
     policy = TorchPolicy.from_pretrained(run_dir / "policy")
     # the episodes of an interrupted evaluation are kept, unless the policy was trained just now
-    report = evaluate_closed_loop(policy, list(s.tasks), s.episodes, num_envs=s.num_envs, n_action_steps=8,
-                                  env_kwargs={"render": False}, videos_per_env=s.videos, video_dir=s.out / "videos",
-                                  episode_log=s.out / "episodes.jsonl", resume="train_s" not in s.timings)
+    report = evaluate_closed_loop(
+        policy,
+        list(s.tasks),
+        s.episodes,
+        num_envs=s.num_envs,
+        n_action_steps=8,
+        env_kwargs={"render": False},
+        videos_per_env=s.videos,
+        video_dir=s.out / "videos",
+        episode_log=s.out / "episodes.jsonl",
+        resume="train_s" not in s.timings,
+    )
     s.timings["eval_s"] = time.perf_counter() - t
     for line in summary_lines(report):
         log.info("%s", line)
@@ -113,7 +128,9 @@ def run_demo(s: DemoSettings) -> Path:
     export_info: dict[str, Any] = {}
     if s.export:
         t = _stage(s, "4/5 exporting to ONNX and checking it against torch")
-        export_info = export_and_check(run_dir / "policy", s.out / "export", list(dict.fromkeys(r.task for r in report.results)))
+        export_info = export_and_check(
+            run_dir / "policy", s.out / "export", list(dict.fromkeys(r.task for r in report.results))
+        )
         s.timings["export_s"] = time.perf_counter() - t
 
     _stage(s, "5/5 writing the report")
@@ -130,7 +147,9 @@ def run_demo(s: DemoSettings) -> Path:
         **export_info,
     }
     previous = read_json(s.out / "summary.json") if (s.out / "summary.json").is_file() else {}
-    write_json(s.out / "summary.json", {**previous, "success_rate": report.success_rate, "ci95": list(report.ci95), **details})
+    write_json(
+        s.out / "summary.json", {**previous, "success_rate": report.success_rate, "ci95": list(report.ci95), **details}
+    )
     return write_report(report, s.out, title="LibroBot demo", extra=details, curves=run_dir / "curves.png")
 
 

@@ -42,7 +42,11 @@ def expand_envs(patterns: Sequence[str]) -> list[str]:
     known = registry.list()
     names: list[str] = []
     for pattern in patterns:
-        matched = [n for n in known if fnmatch.fnmatch(n, pattern)] if any(c in pattern for c in "*?[") else [registry.canonical(pattern)]
+        matched = (
+            [n for n in known if fnmatch.fnmatch(n, pattern)]
+            if any(c in pattern for c in "*?[")
+            else [registry.canonical(pattern)]
+        )
         if not matched:
             raise ConfigError(f"no registered env matches '{pattern}' (see `librobot sim list`)")
         names += [n for n in matched if n not in names]

@@ -100,7 +100,12 @@ def _factory(kind: str) -> Callable[..., StepScheduler]:
 
         def factor(step: int, progress: float | None) -> float:
             return lr_factor(
-                kind, step, total_steps=total_steps, warmup_steps=warmup_steps, min_lr_ratio=min_lr_ratio, progress=progress
+                kind,
+                step,
+                total_steps=total_steps,
+                warmup_steps=warmup_steps,
+                min_lr_ratio=min_lr_ratio,
+                progress=progress,
             )
 
         return StepScheduler(optimizer, factor, name=kind)

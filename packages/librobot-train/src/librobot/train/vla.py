@@ -67,7 +67,9 @@ def build_vla(
         raise ConfigError("model.vlm: give a registered VLM name, or a mapping with 'name' (and e.g. 'pretrained')")
     model = create_vla(framework, vlm=create_vlm(name, **vlm_options), **dims, **options)
     stats = getattr(dataset, "stats", None)
-    modes = {k: v for k, v in dict(normalization or DEFAULT_NORMALIZATION).items() if k != B.OBS_STATE or dims["state_dim"]}
+    modes = {
+        k: v for k, v in dict(normalization or DEFAULT_NORMALIZATION).items() if k != B.OBS_STATE or dims["state_dim"]
+    }
     if stats and modes:
         from librobot.data.normalize import NormalizationProcessor
 

@@ -61,7 +61,9 @@ class ActionHeadBase(nn.Module, ActionHeadInterface):
         self.config = self.config_class.resolve(config, overrides)
         c = self.config
         self.action_dim, self.horizon, self.cond_dim = c.action_dim, c.horizon, c.cond_dim
-        self.cond_pool = AttentionPool(c.cond_dim, num_heads=_heads_for(c.cond_dim)) if c.cond_pooling == "attention" else None
+        self.cond_pool = (
+            AttentionPool(c.cond_dim, num_heads=_heads_for(c.cond_dim)) if c.cond_pooling == "attention" else None
+        )
 
     @classmethod
     def from_config(cls, config: HeadConfig | dict[str, Any]) -> ActionHeadBase:
@@ -93,7 +95,9 @@ class ActionHeadBase(nn.Module, ActionHeadInterface):
         b, length, _ = cond.shape
         if cond_mask is not None:
             if cond_mask.dtype != torch.bool or tuple(cond_mask.shape) != (b, length):
-                raise SpecError(f"cond_mask must be bool [{b}, {length}] (True = real token), got {cond_mask.dtype} {list(cond_mask.shape)}")
+                raise SpecError(
+                    f"cond_mask must be bool [{b}, {length}] (True = real token), got {cond_mask.dtype} {list(cond_mask.shape)}"
+                )
             if check and not bool(cond_mask.any(dim=1).all()):
                 raise SpecError("cond_mask hides every token of some sample; each sample needs at least one real token")
         if self.cond_pool is not None:
@@ -110,11 +114,15 @@ class ActionHeadBase(nn.Module, ActionHeadInterface):
         expected = (batch_size, self.horizon, self.action_dim)
         if not isinstance(actions, Tensor) or tuple(actions.shape) != expected:
             shape = list(actions.shape) if isinstance(actions, Tensor) else type(actions).__name__
-            raise SpecError(f"actions must be [B, H, A] = {list(expected)} (horizon={self.horizon}, action_dim={self.action_dim}), got {shape}")
+            raise SpecError(
+                f"actions must be [B, H, A] = {list(expected)} (horizon={self.horizon}, action_dim={self.action_dim}), got {shape}"
+            )
         if not actions.is_floating_point():
             raise SpecError(f"actions must be floating point, got {actions.dtype}")
         if not exporting() and not bool(torch.isfinite(actions).all()):
-            raise SpecError("actions contain NaN or inf; fix the data or mask those steps (and fill them with finite values)")
+            raise SpecError(
+                "actions contain NaN or inf; fix the data or mask those steps (and fill them with finite values)"
+            )
 
     def valid_steps(self, action_is_pad: Tensor | None, batch_size: int) -> Tensor | None:
         """[B, H] float weights (1 = real step) from ``action_is_pad`` (True = padding), or None."""
@@ -127,7 +135,9 @@ class ActionHeadBase(nn.Module, ActionHeadInterface):
             )
         return (~action_is_pad).to(torch.float32)
 
-    def make_noise(self, batch_size: int, generator: torch.Generator | None, noise: Tensor | None, like: Tensor) -> Tensor:
+    def make_noise(
+        self, batch_size: int, generator: torch.Generator | None, noise: Tensor | None, like: Tensor
+    ) -> Tensor:
         """Standard normal [B, H, A]: ``noise`` if given (checked), else drawn from ``generator``."""
         shape = (batch_size, self.horizon, self.action_dim)
         if noise is not None:
@@ -136,7 +146,9 @@ class ActionHeadBase(nn.Module, ActionHeadInterface):
             return noise.to(dtype=like.dtype, device=like.device)
         return torch.randn(shape, generator=generator, dtype=like.dtype, device=like.device)
 
-    def _prep(self, cond: Tensor, cond_mask: Tensor | None, actions: Tensor, action_is_pad: Tensor | None) -> tuple[Conditioning, Tensor | None]:
+    def _prep(
+        self, cond: Tensor, cond_mask: Tensor | None, actions: Tensor, action_is_pad: Tensor | None
+    ) -> tuple[Conditioning, Tensor | None]:
         c = self.condition(cond, cond_mask)
         self.check_actions(actions, c.batch_size)
         return c, self.valid_steps(action_is_pad, c.batch_size)

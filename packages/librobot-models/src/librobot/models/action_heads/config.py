@@ -118,5 +118,7 @@ class DenoiserConfig(HeadConfig):
         name = type(self).__name__
         positive(name, hidden_dim=self.hidden_dim, depth=self.depth, num_heads=self.num_heads)
         if self.hidden_dim % self.num_heads:
-            raise ConfigError(f"{name}.hidden_dim ({self.hidden_dim}) must be divisible by num_heads ({self.num_heads})")
+            raise ConfigError(
+                f"{name}.hidden_dim ({self.hidden_dim}) must be divisible by num_heads ({self.num_heads})"
+            )
         choice(name, "mlp", self.mlp, ("gelu", "gelu_tanh", "relu", "silu", "swiglu", "geglu"))

@@ -40,10 +40,19 @@ class ChunkDenoiser(nn.Module):
         self.inp = nn.Linear(c.action_dim, c.hidden_dim)
         self.pos = nn.Parameter(torch.randn(1, c.horizon, c.hidden_dim) * 0.02)
         self.time = TimestepEmbedding(c.hidden_dim, scale=time_scale)
-        self.cond_proj = nn.Sequential(nn.Linear(c.cond_dim, c.hidden_dim), nn.SiLU(), nn.Linear(c.hidden_dim, c.hidden_dim))
+        self.cond_proj = nn.Sequential(
+            nn.Linear(c.cond_dim, c.hidden_dim), nn.SiLU(), nn.Linear(c.hidden_dim, c.hidden_dim)
+        )
         self.blocks = Transformer(
-            c.hidden_dim, c.depth, c.num_heads, mlp=c.mlp, cond_dim=c.hidden_dim, final_norm=False,
-            cross_attention=c.cross_attention, context_dim=c.cond_dim, dropout=c.dropout,
+            c.hidden_dim,
+            c.depth,
+            c.num_heads,
+            mlp=c.mlp,
+            cond_dim=c.hidden_dim,
+            final_norm=False,
+            cross_attention=c.cross_attention,
+            context_dim=c.cond_dim,
+            dropout=c.dropout,
         )
         self.final_norm = nn.LayerNorm(c.hidden_dim, elementwise_affine=False)
         self.final_mod = AdaLNModulation(c.hidden_dim, c.hidden_dim, 2)

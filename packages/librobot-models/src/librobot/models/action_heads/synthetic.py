@@ -46,7 +46,9 @@ class ChunkTask:
         if self.gripper_last:
             self.modes[..., -1] = torch.where(self.modes[..., -1] >= 0, 1.0, -1.0)
 
-    def sample(self, n: int, generator: torch.Generator, condition: int | None = None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    def sample(
+        self, n: int, generator: torch.Generator, condition: int | None = None
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """(cond [n, cond_dim], actions [n, H, A], condition index [n], mode index [n])."""
         if condition is None:
             idx = torch.randint(0, self.num_conditions, (n,), generator=generator)
@@ -94,7 +96,16 @@ def reference_distances(task: ChunkTask, condition: int, n: int, generator: torc
     }
 
 
-def fit(head: torch.nn.Module, task: ChunkTask, *, steps: int, batch_size: int = 128, lr: float = 1e-3, seed: int = 0, weight_decay: float = 0.0) -> list[float]:
+def fit(
+    head: torch.nn.Module,
+    task: ChunkTask,
+    *,
+    steps: int,
+    batch_size: int = 128,
+    lr: float = 1e-3,
+    seed: int = 0,
+    weight_decay: float = 0.0,
+) -> list[float]:
     """Train ``head`` on fresh task samples with AdamW (cosine-decayed lr); returns the loss per step."""
     g = torch.Generator().manual_seed(seed)
     opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=weight_decay, foreach=True)

@@ -37,7 +37,9 @@ def attention_ops(backend: str):  # -> (attention, attention_with_prefix)
     raise ConfigError(f"unknown attention backend '{backend}'; choose one of {', '.join(BACKENDS)}")
 
 
-def _cat_masks(first: Tensor | None, second: Tensor | None, b: int, l1: int, l2: int, device: torch.device) -> Tensor | None:
+def _cat_masks(
+    first: Tensor | None, second: Tensor | None, b: int, l1: int, l2: int, device: torch.device
+) -> Tensor | None:
     if first is None and second is None:
         return None
     ones = lambda n: torch.ones(b, n, dtype=torch.bool, device=device)  # noqa: E731
@@ -86,7 +88,9 @@ class Attention(nn.Module):
                 raise ConfigError(f"dim ({dim}) is not divisible by num_heads ({num_heads}); pass head_dim explicitly")
             head_dim = dim // num_heads
         if cross and (causal or window is not None or rope or alibi):
-            raise ConfigError("causal, window, rope and alibi apply to self-attention; build cross-attention without them")
+            raise ConfigError(
+                "causal, window, rope and alibi apply to self-attention; build cross-attention without them"
+            )
         if alibi and not causal:
             raise ConfigError(
                 "alibi needs causal=True (the kernels op has no additive bias; ALiBi is folded into an extra "
@@ -95,7 +99,12 @@ class Attention(nn.Module):
         if window is not None and window < 1:
             raise ConfigError(f"window must be >= 1, got {window}")
         attention_ops(backend)  # validates the name
-        self.dim, self.num_heads, self.num_kv_heads, self.head_dim = int(dim), int(num_heads), num_kv_heads, int(head_dim)
+        self.dim, self.num_heads, self.num_kv_heads, self.head_dim = (
+            int(dim),
+            int(num_heads),
+            num_kv_heads,
+            int(head_dim),
+        )
         self.cross, self.causal, self.window, self.backend = bool(cross), bool(causal), window, backend
         self.scale = 1.0 / math.sqrt(self.head_dim)
         kv_in = int(context_dim or dim) if cross else self.dim
@@ -193,19 +202,37 @@ class Attention(nn.Module):
                 k_all, v_all = k, v
             kv = (k_all, v_all)
             simple_prefix = (
-                past_kv is not None and self.window is None and q_blocks is None
-                and key_padding_mask is None and self.alibi_slopes is None
+                past_kv is not None
+                and self.window is None
+                and q_blocks is None
+                and key_padding_mask is None
+                and self.alibi_slopes is None
             )
             if simple_prefix:  # the π0-style cached-prefix op (its own fast path in the kernels)
                 out = attention_with_prefix(
-                    q, k, v, past_kv[0], past_kv[1], prefix_padding_mask=past_padding_mask, causal=self.causal, scale=self.scale
+                    q,
+                    k,
+                    v,
+                    past_kv[0],
+                    past_kv[1],
+                    prefix_padding_mask=past_padding_mask,
+                    causal=self.causal,
+                    scale=self.scale,
                 )
             else:
                 padding = _cat_masks(past_padding_mask, key_padding_mask, b, past_len, length, x.device)
                 qa, ka, va = (q, k_all, v_all) if self.alibi_slopes is None else self._alibi_augment(q, k_all, v_all)
                 out = attention(
-                    qa, ka, va, causal=self.causal, window=self.window, q_blocks=q_blocks, kv_blocks=kv_blocks,
-                    key_padding_mask=padding, q_offset=past_len, scale=self.scale,
+                    qa,
+                    ka,
+                    va,
+                    causal=self.causal,
+                    window=self.window,
+                    q_blocks=q_blocks,
+                    kv_blocks=kv_blocks,
+                    key_padding_mask=padding,
+                    q_offset=past_len,
+                    scale=self.scale,
                 )
                 if self.alibi_slopes is not None:
                     out = out[..., : self.head_dim].to(q.dtype)
@@ -227,9 +254,20 @@ class Attention(nn.Module):
         )
 
     def extra_repr(self) -> str:
-        parts = [f"dim={self.dim}", f"heads={self.num_heads}", f"kv_heads={self.num_kv_heads}", f"head_dim={self.head_dim}"]
-        parts += ["cross"] * self.cross + ["causal"] * self.causal + [f"window={self.window}"] * (self.window is not None)
-        parts += ["rope"] * (self.rotary is not None) + ["alibi"] * (self.alibi_slopes is not None) + [f"backend={self.backend}"]
+        parts = [
+            f"dim={self.dim}",
+            f"heads={self.num_heads}",
+            f"kv_heads={self.num_kv_heads}",
+            f"head_dim={self.head_dim}",
+        ]
+        parts += (
+            ["cross"] * self.cross + ["causal"] * self.causal + [f"window={self.window}"] * (self.window is not None)
+        )
+        parts += (
+            ["rope"] * (self.rotary is not None)
+            + ["alibi"] * (self.alibi_slopes is not None)
+            + [f"backend={self.backend}"]
+        )
         return ", ".join(parts)
 
 
@@ -259,7 +297,9 @@ def flash_attention(dim: int, num_heads: int = 8, **kwargs) -> Attention:
     return Attention(dim, num_heads, backend="kernels", **kwargs)
 
 
-def sliding_window_attention(dim: int, num_heads: int = 8, *, window: int = 256, causal: bool = True, **kwargs) -> Attention:
+def sliding_window_attention(
+    dim: int, num_heads: int = 8, *, window: int = 256, causal: bool = True, **kwargs
+) -> Attention:
     """Each query sees keys within ``window`` positions (causal by default, Mistral-style)."""
     return Attention(dim, num_heads, window=window, causal=causal, **kwargs)
 

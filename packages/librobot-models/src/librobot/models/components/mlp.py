@@ -81,7 +81,16 @@ class MLP(nn.Module):
 class GatedFeedForward(nn.Module):
     """W_down(act(W_gate x) · W_up x), with the gate and up projections fused into one matmul."""
 
-    def __init__(self, dim: int, hidden_dim: int, *, kind: str = "swiglu", out_dim: int | None = None, bias: bool = True, dropout: float = 0.0) -> None:
+    def __init__(
+        self,
+        dim: int,
+        hidden_dim: int,
+        *,
+        kind: str = "swiglu",
+        out_dim: int | None = None,
+        bias: bool = True,
+        dropout: float = 0.0,
+    ) -> None:
         super().__init__()
         if kind not in GATED:
             raise ConfigError(f"unknown gated feed-forward '{kind}'; choose one of {', '.join(GATED)}")

@@ -52,9 +52,18 @@ class TransformerBlock(nn.Module):
         super().__init__()
         self.dim, self.cond_dim = int(dim), cond_dim
         affine = cond_dim is None  # adaLN supplies the scale/shift
-        attn_kw = dict(num_kv_heads=num_kv_heads, head_dim=head_dim, qk_norm=qk_norm, qkv_bias=qkv_bias, dropout=dropout, backend=backend)
+        attn_kw = dict(
+            num_kv_heads=num_kv_heads,
+            head_dim=head_dim,
+            qk_norm=qk_norm,
+            qkv_bias=qkv_bias,
+            dropout=dropout,
+            backend=backend,
+        )
         self.norm1 = build_norm(norm, dim, eps=norm_eps, affine=affine)
-        self.self_attn = Attention(dim, num_heads, causal=causal, window=window, rope=rope, rope_theta=rope_theta, alibi=alibi, **attn_kw)
+        self.self_attn = Attention(
+            dim, num_heads, causal=causal, window=window, rope=rope, rope_theta=rope_theta, alibi=alibi, **attn_kw
+        )
         self.cross_attn: Attention | None = None
         if cross_attention:
             self.norm_cross = build_norm(norm, dim, eps=norm_eps, affine=affine)
@@ -102,8 +111,14 @@ class TransformerBlock(nn.Module):
             return h * (g.unsqueeze(1) if g.dim() == 2 else g)
 
         attn = self.self_attn(
-            pre(self.norm1, 0), key_padding_mask=key_padding_mask, q_blocks=q_blocks, kv_blocks=kv_blocks,
-            positions=positions, past_kv=past_kv, past_padding_mask=past_padding_mask, rotary_tables=rotary_tables,
+            pre(self.norm1, 0),
+            key_padding_mask=key_padding_mask,
+            q_blocks=q_blocks,
+            kv_blocks=kv_blocks,
+            positions=positions,
+            past_kv=past_kv,
+            past_padding_mask=past_padding_mask,
+            rotary_tables=rotary_tables,
             return_kv=True,
         )
         h, kv = attn  # type: ignore[misc]
@@ -112,7 +127,10 @@ class TransformerBlock(nn.Module):
         if self.cross_attn is not None:
             if context is None and context_kv is None:
                 raise SpecError("this block has cross-attention; pass context [B, Lc, context_dim] (or context_kv)")
-            x = x + gate(self.cross_attn(pre(self.norm_cross, 1), context, context_kv=context_kv, key_padding_mask=context_mask), 1)  # type: ignore[arg-type]
+            x = x + gate(
+                self.cross_attn(pre(self.norm_cross, 1), context, context_kv=context_kv, key_padding_mask=context_mask),
+                1,
+            )  # type: ignore[arg-type]
             sub = 2
         elif context is not None or context_kv is not None:
             raise SpecError("context given to a block built without cross_attention=True")

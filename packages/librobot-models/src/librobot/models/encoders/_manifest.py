@@ -10,8 +10,18 @@ ENCODERS: tuple[tuple[str, str, tuple[str, ...], str], ...] = (
     ("mlp_state", f"{_P}.state:MLPStateEncoder", ("state_mlp", "mlp_encoder"), "MLP state encoder"),
     ("transformer_state", f"{_P}.state:TransformerStateEncoder", ("state_transformer",), "Transformer state encoder"),
     ("lstm_history", f"{_P}.history:LSTMHistoryEncoder", ("history_lstm", "lstm"), "LSTM history encoder"),
-    ("transformer_history", f"{_P}.history:TransformerHistoryEncoder", ("history_transformer",), "Transformer history encoder"),
-    ("perceiver_resampler", f"{_P}.perceiver:PerceiverResampler", ("perceiver", "resampler"), "Flamingo perceiver resampler"),
+    (
+        "transformer_history",
+        f"{_P}.history:TransformerHistoryEncoder",
+        ("history_transformer",),
+        "Transformer history encoder",
+    ),
+    (
+        "perceiver_resampler",
+        f"{_P}.perceiver:PerceiverResampler",
+        ("perceiver", "resampler"),
+        "Flamingo perceiver resampler",
+    ),
     ("resnet18", f"{_P}.image:resnet18", ("resnet18_image",), "ResNet-18-style image encoder (no torchvision)"),
     ("resnet", f"{_P}.image:ResNetEncoder", ("resnet_encoder",), "ResNet image encoder with configurable depth"),
     ("vit", f"{_P}.image:ViTEncoder", ("vit_encoder",), "Vision transformer image encoder"),
@@ -20,7 +30,12 @@ ENCODERS: tuple[tuple[str, str, tuple[str, ...], str], ...] = (
 )
 
 FUSION: tuple[tuple[str, str, tuple[str, ...], str], ...] = (
-    ("cross_attention", f"{_P}.fusion:CrossAttentionFusion", ("attention", "attention_fusion"), "Cross-attention fusion"),
+    (
+        "cross_attention",
+        f"{_P}.fusion:CrossAttentionFusion",
+        ("attention", "attention_fusion"),
+        "Cross-attention fusion",
+    ),
     ("film", f"{_P}.fusion:FiLMFusion", ("film_fusion",), "FiLM fusion"),
 )
 

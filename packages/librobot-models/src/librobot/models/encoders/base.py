@@ -53,4 +53,3 @@ class EncoderBase(nn.Module, EncoderInterface):
             return
         if mask.dtype != torch.bool or tuple(mask.shape) != tuple(shape):
             raise SpecError(f"{name}: expected bool {list(shape)} (True = valid), got {mask.dtype} {list(mask.shape)}")
-

@@ -31,7 +31,9 @@ class CrossAttentionFusion(EncoderBase):
         self.query_dim, self.context_dim = int(query_dim), int(context_dim)
         self._output_dim = int(output_dim or query_dim)
         self.blocks = nn.ModuleList(
-            TransformerBlock(query_dim, num_heads, cross_attention=True, context_dim=context_dim, mlp=mlp, norm=norm, dropout=dropout)
+            TransformerBlock(
+                query_dim, num_heads, cross_attention=True, context_dim=context_dim, mlp=mlp, norm=norm, dropout=dropout
+            )
             for _ in range(depth)
         )
         self.norm = nn.LayerNorm(query_dim)
@@ -65,5 +67,7 @@ class FiLMFusion(EncoderBase):
         if x.dim() < 2 or x.shape[-1] != self.feature_dim or x.shape[0] != cond.shape[0]:
             from librobot.core.errors import SpecError
 
-            raise SpecError(f"features: expected [B, ..., {self.feature_dim}] with B={cond.shape[0]}, got {list(x.shape)}")
+            raise SpecError(
+                f"features: expected [B, ..., {self.feature_dim}] with B={cond.shape[0]}, got {list(x.shape)}"
+            )
         return self.out(self.film(x, cond))

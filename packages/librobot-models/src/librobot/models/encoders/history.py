@@ -44,8 +44,12 @@ class LSTMHistoryEncoder(EncoderBase):
         self._record(locals())
         self.input_dim, self._output_dim = int(input_dim), int(output_dim)
         self.lstm = nn.LSTM(
-            input_dim, hidden_dim, num_layers=num_layers, batch_first=True,
-            dropout=dropout if num_layers > 1 else 0.0, bidirectional=bidirectional,
+            input_dim,
+            hidden_dim,
+            num_layers=num_layers,
+            batch_first=True,
+            dropout=dropout if num_layers > 1 else 0.0,
+            bidirectional=bidirectional,
         )
         directions = 2 if bidirectional else 1
         self.out = nn.Linear(directions * hidden_dim, output_dim)

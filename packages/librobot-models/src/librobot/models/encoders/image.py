@@ -62,7 +62,9 @@ class SpatialSoftmax(nn.Module):
         h, w = fmap.shape[-2:]
         logits = self.proj(fmap).flatten(2)  # [B, K, h*w]
         probs = logits.float().softmax(-1)
-        ys, xs = torch.meshgrid(torch.linspace(-1, 1, h, device=fmap.device), torch.linspace(-1, 1, w, device=fmap.device), indexing="ij")
+        ys, xs = torch.meshgrid(
+            torch.linspace(-1, 1, h, device=fmap.device), torch.linspace(-1, 1, w, device=fmap.device), indexing="ij"
+        )
         coords = torch.stack([xs.flatten(), ys.flatten()], dim=-1)  # [h*w, 2]
         return (probs @ coords).flatten(1).to(fmap.dtype)
 
@@ -112,10 +114,17 @@ class ResNetEncoder(_ImageEncoder):
             raise ConfigError(f"layers {list(layers)} and widths {list(widths)} must have the same length")
         self._register_stats(in_channels, normalize_input)
         self._output_dim, self.pool = int(output_dim), pool
-        self.stem = nn.Sequential(nn.Conv2d(in_channels, widths[0], 7, 2, 3, bias=False), _norm2d(norm, widths[0]), nn.ReLU(), nn.MaxPool2d(3, 2, 1))
+        self.stem = nn.Sequential(
+            nn.Conv2d(in_channels, widths[0], 7, 2, 3, bias=False),
+            _norm2d(norm, widths[0]),
+            nn.ReLU(),
+            nn.MaxPool2d(3, 2, 1),
+        )
         stages, cin = [], widths[0]
         for i, (n, cout) in enumerate(zip(layers, widths)):
-            blocks = [_BasicBlock(cin, cout, 1 if i == 0 else 2, norm)] + [_BasicBlock(cout, cout, 1, norm) for _ in range(n - 1)]
+            blocks = [_BasicBlock(cin, cout, 1 if i == 0 else 2, norm)] + [
+                _BasicBlock(cout, cout, 1, norm) for _ in range(n - 1)
+            ]
             stages.append(nn.Sequential(*blocks))
             cin = cout
         self.stages = nn.Sequential(*stages)
@@ -141,7 +150,9 @@ class ResNetEncoder(_ImageEncoder):
         return out.reshape(*lead, *out.shape[1:])
 
 
-def resnet18(in_channels: int = 3, output_dim: int = 512, norm: str = "group", pool: str = "avg", **kwargs) -> ResNetEncoder:
+def resnet18(
+    in_channels: int = 3, output_dim: int = 512, norm: str = "group", pool: str = "avg", **kwargs
+) -> ResNetEncoder:
     """ResNet-18 layout (2-2-2-2 basic blocks, widths 64-512)."""
     return ResNetEncoder(in_channels, output_dim, (2, 2, 2, 2), (64, 128, 256, 512), norm=norm, pool=pool, **kwargs)
 
@@ -187,9 +198,13 @@ class ViTEncoder(_ImageEncoder):
     def forward(self, images: Tensor) -> Tensor:
         x, lead = self._prepare(images)
         if x.shape[-2:] != (self.image_size, self.image_size):
-            raise SpecError(f"images: expected {self.image_size}x{self.image_size}, got {list(x.shape[-2:])}; resize first")
+            raise SpecError(
+                f"images: expected {self.image_size}x{self.image_size}, got {list(x.shape[-2:])}; resize first"
+            )
         tokens = self.patch(x).flatten(2).transpose(1, 2)
-        tokens = torch.cat([self.cls.expand(tokens.shape[0], -1, -1).to(tokens.dtype), tokens], dim=1) + self.pos.to(tokens.dtype)
+        tokens = torch.cat([self.cls.expand(tokens.shape[0], -1, -1).to(tokens.dtype), tokens], dim=1) + self.pos.to(
+            tokens.dtype
+        )
         h = self.encoder(tokens)
         if self.pool == "cls":
             out = self.head(h[:, 0])

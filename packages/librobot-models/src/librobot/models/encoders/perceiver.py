@@ -27,7 +27,9 @@ class _ResamplerLayer(nn.Module):
         # Flamingo: keys/values are the media tokens *and* the latents themselves.
         kv = torch.cat([self.norm_media(media), lat], dim=1)
         if mask is not None:
-            mask = torch.cat([mask, torch.ones(mask.shape[0], lat.shape[1], dtype=torch.bool, device=mask.device)], dim=1)
+            mask = torch.cat(
+                [mask, torch.ones(mask.shape[0], lat.shape[1], dtype=torch.bool, device=mask.device)], dim=1
+            )
         latents = latents + self.attn(lat, kv, key_padding_mask=mask)
         return latents + self.ff(self.norm_ff(latents))
 

@@ -27,7 +27,9 @@ class MLPStateEncoder(EncoderBase):
         super().__init__()
         self._record(locals())
         self.state_dim, self._output_dim = int(state_dim), int(output_dim)
-        self.mlp = MLP(state_dim, list(hidden_dims), output_dim, activation=activation, dropout=dropout, layer_norm=layer_norm)
+        self.mlp = MLP(
+            state_dim, list(hidden_dims), output_dim, activation=activation, dropout=dropout, layer_norm=layer_norm
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         self.check(x, "state", {2: "[B, S]", 3: "[B, T, S]"}, self.state_dim)
@@ -76,7 +78,9 @@ class TransformerStateEncoder(EncoderBase):
             if x.shape[1] > self.max_steps:
                 from librobot.core.errors import SpecError
 
-                raise SpecError(f"state history of {x.shape[1]} steps exceeds max_steps={self.max_steps}; raise max_steps")
+                raise SpecError(
+                    f"state history of {x.shape[1]} steps exceeds max_steps={self.max_steps}; raise max_steps"
+                )
             tokens = self.step_proj(x) + self.step_pos[: x.shape[1]]
             self.check_mask(mask, tuple(x.shape[:2]))
         b = tokens.shape[0]

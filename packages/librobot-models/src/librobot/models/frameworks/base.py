@@ -66,7 +66,12 @@ class AbstractVLA(nn.Module, VLAInterface):
         self.config = self.config_class.resolve(config, options)
         self.vlm = build_vlm(vlm)
         self.text_cache = TextOnlyCache()  # frozen backbone + instruction only: see text_cache.py
-        self.normalizer = Normalizer({B.ACTION: self.config.action_dim, **({B.OBS_STATE: self.config.state_dim} if self.config.state_dim else {})})
+        self.normalizer = Normalizer(
+            {
+                B.ACTION: self.config.action_dim,
+                **({B.OBS_STATE: self.config.state_dim} if self.config.state_dim else {}),
+            }
+        )
 
     def _finish_init(self) -> None:
         """Subclasses call this last: applies ``freeze_vlm`` after every module exists, and keeps
@@ -123,7 +128,12 @@ class AbstractVLA(nn.Module, VLAInterface):
         return next(self.parameters()).device
 
     def prepare(
-        self, images: Any, text: Any = None, proprioception: Tensor | None = None, actions: Tensor | None = None, action_is_pad: Tensor | None = None
+        self,
+        images: Any,
+        text: Any = None,
+        proprioception: Tensor | None = None,
+        actions: Tensor | None = None,
+        action_is_pad: Tensor | None = None,
     ) -> VLAInputs:
         """Canonical, normalised inputs (what ``compute_loss``/``sample_actions`` receive)."""
         inputs = canonicalize(
@@ -218,7 +228,12 @@ class AbstractVLA(nn.Module, VLAInterface):
 
     @classmethod
     def from_pretrained(
-        cls, directory: str | Path, *, device: str | torch.device = "cpu", verify: bool = True, trust_remote_code: bool = False
+        cls,
+        directory: str | Path,
+        *,
+        device: str | torch.device = "cpu",
+        verify: bool = True,
+        trust_remote_code: bool = False,
     ) -> AbstractVLA:
         """Load a policy folder written by ``save_pretrained`` (checksums verified first). The folder
         is data: a ``module:attr`` it names is refused unless ``trust_remote_code`` (librobot.core.references)."""
@@ -226,7 +241,9 @@ class AbstractVLA(nn.Module, VLAInterface):
 
         model = load_policy(directory, device=device, verify=verify, trust_remote_code=trust_remote_code)
         if cls is not AbstractVLA and not isinstance(model, cls):
-            raise SpecError(f"{directory} holds a {type(model).__name__}, not a {cls.__name__}; use AbstractVLA.from_pretrained")
+            raise SpecError(
+                f"{directory} holds a {type(model).__name__}, not a {cls.__name__}; use AbstractVLA.from_pretrained"
+            )
         return model
 
 

@@ -64,13 +64,17 @@ def _views_from(images: Any, cameras: Sequence[str] | None) -> list[Tensor] | No
     elif isinstance(images, Sequence) and all(isinstance(v, Tensor) for v in images):
         views = list(images)
     else:
-        raise SpecError(f"images must be a tensor, a list of tensors or a camera → tensor mapping, got {type(images).__name__}")
+        raise SpecError(
+            f"images must be a tensor, a list of tensors or a camera → tensor mapping, got {type(images).__name__}"
+        )
     if cameras is not None and not isinstance(images, Mapping) and len(views) != len(cameras):
         raise SpecError(f"the policy reads {len(cameras)} camera(s) {list(cameras)}; got {len(views)} image view(s)")
     out = []
     for i, view in enumerate(views):
         if not isinstance(view, Tensor) or view.dim() not in (4, 5):
-            raise SpecError(f"camera {i}: expected [B, C, H, W] (or [B, T, C, H, W] history), got {getattr(view, 'shape', view)}")
+            raise SpecError(
+                f"camera {i}: expected [B, C, H, W] (or [B, T, C, H, W] history), got {getattr(view, 'shape', view)}"
+            )
         out.append(view.unsqueeze(1) if view.dim() == 4 else view)
     return out
 
@@ -111,12 +115,16 @@ def canonicalize(
     state = None
     if proprioception is not None:
         if not isinstance(proprioception, Tensor) or proprioception.dim() not in (2, 3):
-            raise SpecError(f"proprioception must be [B, S] or [B, T, S], got {getattr(proprioception, 'shape', proprioception)}")
+            raise SpecError(
+                f"proprioception must be [B, S] or [B, T, S], got {getattr(proprioception, 'shape', proprioception)}"
+            )
         state = proprioception if proprioception.dim() == 3 else proprioception.unsqueeze(1)
         if state_dim == 0:
             raise SpecError("proprioception was given but the policy was built with state_dim=0; pass state_dim=S")
         if state.shape[-1] != state_dim:
-            raise SpecError(f"proprioception has {state.shape[-1]} values per step; the policy expects state_dim={state_dim}")
+            raise SpecError(
+                f"proprioception has {state.shape[-1]} values per step; the policy expects state_dim={state_dim}"
+            )
         sizes["proprioception"] = state.shape[0]
     elif state_dim > 0:
         raise SpecError(f"the policy was built with state_dim={state_dim} but no proprioception was given")
@@ -128,14 +136,18 @@ def canonicalize(
             if action_is_pad is not None:
                 raise SpecError("action_is_pad goes with an action chunk [B, H, A], not a single step [B, A]")
         if actions.shape[-1] != action_dim:
-            raise SpecError(f"actions have {actions.shape[-1]} values per step; the policy expects action_dim={action_dim}")
+            raise SpecError(
+                f"actions have {actions.shape[-1]} values per step; the policy expects action_dim={action_dim}"
+            )
         steps = actions.shape[1]
         if steps > horizon:
             raise SpecError(f"the action chunk has {steps} steps; the policy's horizon is {horizon}")
         if action_is_pad is None:
             action_is_pad = torch.zeros(actions.shape[0], steps, dtype=torch.bool, device=actions.device)
         if tuple(action_is_pad.shape) != tuple(actions.shape[:2]) or action_is_pad.dtype != torch.bool:
-            raise SpecError(f"action_is_pad must be bool {list(actions.shape[:2])}, got {action_is_pad.dtype} {list(action_is_pad.shape)}")
+            raise SpecError(
+                f"action_is_pad must be bool {list(actions.shape[:2])}, got {action_is_pad.dtype} {list(action_is_pad.shape)}"
+            )
         if steps < horizon:  # pad to H; padded steps are masked out of the loss
             pad = horizon - steps
             actions = torch.cat([actions, actions[:, -1:].expand(-1, pad, -1)], dim=1)

@@ -54,7 +54,9 @@ def vlm_name(vlm: Any) -> str:
     config = getattr(vlm, "config", None) or {}
     name = config.get("variant") or config.get("family")
     if not name:
-        raise CheckpointError(f"{type(vlm).__name__} does not say which registered VLM it is (config has no variant/family)")
+        raise CheckpointError(
+            f"{type(vlm).__name__} does not say which registered VLM it is (config has no variant/family)"
+        )
     return str(name)
 
 
@@ -118,7 +120,9 @@ def _load_policy(directory: Path, *, device: str | torch.device, verify: bool) -
     if not isinstance(version_found, int):
         raise CheckpointError(f"{directory}/config.json: 'version' must be an integer, got {version_found!r}")
     if version_found > VERSION:
-        raise CheckpointError(f"{directory} was saved by a newer librobot-models (policy format {version_found}); upgrade")
+        raise CheckpointError(
+            f"{directory} was saved by a newer librobot-models (policy format {version_found}); upgrade"
+        )
     framework_name, vlm_name_, config = _described_parts(meta, directory)
     from librobot.models import create_vlm
 

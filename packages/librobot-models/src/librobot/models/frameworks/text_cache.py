@@ -25,7 +25,6 @@ from librobot.core.logging import get_logger
 log = get_logger("models.text_cache")
 
 
-
 class TextOnlyCache:
     def __init__(self, max_entries: int = 4096) -> None:
         self.max_entries = max_entries
@@ -75,7 +74,9 @@ class TextOnlyCache:
         for i, t in enumerate(tokens):  # left padding, as the backbones lay out a prefix
             hidden[i, length - t.shape[0] :] = t
             mask[i, length - t.shape[0] :] = True
-        return VLMOutput(hidden_states=hidden, attention_mask=mask, image_mask=torch.zeros_like(mask), num_prefix_tokens=length)
+        return VLMOutput(
+            hidden_states=hidden, attention_mask=mask, image_mask=torch.zeros_like(mask), num_prefix_tokens=length
+        )
 
 
 def _same(a: Any, b: Any) -> bool:

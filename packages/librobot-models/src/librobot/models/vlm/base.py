@@ -162,7 +162,6 @@ class AbstractVLM(nn.Module, VLMInterface):
         return suffix_mask.to(suffix_embeds.device).bool()
 
 
-
 def _describe(value: Any) -> str:
     if isinstance(value, torch.Tensor):
         return f"a {value.dtype} tensor of shape {tuple(value.shape)}"

@@ -535,10 +535,14 @@ class HFVLM(AbstractVLM):
 
 
 def loading_problems(info: Mapping[str, Any], shown: int = 5) -> str:
-    """"" when transformers' loading info is clean, else which keys were missing, unexpected or
+    """ "" when transformers' loading info is clean, else which keys were missing, unexpected or
     mis-shaped (the first few of each, and how many)."""
     parts = []
-    for key, what in (("missing_keys", "missing"), ("unexpected_keys", "unexpected"), ("mismatched_keys", "mis-shaped")):
+    for key, what in (
+        ("missing_keys", "missing"),
+        ("unexpected_keys", "unexpected"),
+        ("mismatched_keys", "mis-shaped"),
+    ):
         names = sorted(str(k) for k in (info.get(key) or ()))
         if names:
             more = f" and {len(names) - shown} more" if len(names) > shown else ""
@@ -614,4 +618,3 @@ def variant_builder(
     build.__name__ = build.__qualname__ = name.replace("-", "_").replace(".", "_")
     build.__doc__ = f"{name}: " + (f"{sizes[name]['checkpoint']} architecture" if name in sizes else "tiny test config")
     return build
-

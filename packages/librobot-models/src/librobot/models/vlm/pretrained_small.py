@@ -288,6 +288,7 @@ class PretrainedSmallVLM(AbstractVLM):
             raise CheckpointError(f"'{path}': missing {bad[:5]} / unexpected {unexpected[:5]} tensors")
         return model.eval()
 
+
 def pretrained_small(
     pretrained: str | None = None,
     *,

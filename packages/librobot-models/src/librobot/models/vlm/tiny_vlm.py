@@ -124,7 +124,11 @@ class TinyVLM(AbstractVLM):
 
     def part_modules(self) -> dict[str, list[nn.Module]]:
         # view_embed tells cameras apart in the image tokens: it belongs with the vision side
-        return {"vision": [self.vit, ParameterGroup(self.view_embed)], "projector": [self.projector], "language": [self.embed, self.lm]}
+        return {
+            "vision": [self.vit, ParameterGroup(self.view_embed)],
+            "projector": [self.projector],
+            "language": [self.embed, self.lm],
+        }
 
     def tokens_per_view(self) -> int:
         return self.cfg.tokens_per_view

@@ -27,9 +27,15 @@ class SyntheticCamera:
         self.name, self.height, self.width = name, int(height), int(width)
         rng = np.random.default_rng(seed)
         self._tint = rng.integers(0, 256, size=3)
-        yy, xx = np.mgrid[0:self.height, 0:self.width]
-        self._base = np.stack([xx * 255 // max(1, self.width - 1), yy * 255 // max(1, self.height - 1),
-                               np.full_like(xx, int(self._tint[2]))], axis=-1).astype(np.uint8)
+        yy, xx = np.mgrid[0 : self.height, 0 : self.width]
+        self._base = np.stack(
+            [
+                xx * 255 // max(1, self.width - 1),
+                yy * 255 // max(1, self.height - 1),
+                np.full_like(xx, int(self._tint[2])),
+            ],
+            axis=-1,
+        ).astype(np.uint8)
         self.frame_index = 0
         self._open = False
 
@@ -61,7 +67,9 @@ class OpenCVCamera:
     size (many webcams ignore the requested resolution).
     """
 
-    def __init__(self, name: str = "front", source: int | str = 0, height: int = 480, width: int = 640, fps: float | None = None) -> None:
+    def __init__(
+        self, name: str = "front", source: int | str = 0, height: int = 480, width: int = 640, fps: float | None = None
+    ) -> None:
         self.name, self.source, self.height, self.width, self.fps = name, source, int(height), int(width), fps
         self._cap: Any = None
         self._cv2: Any = None
@@ -70,7 +78,9 @@ class OpenCVCamera:
         cv2 = require("cv2", extra="librobot-robots[camera]", purpose="reading cameras through OpenCV")
         cap = cv2.VideoCapture(self.source)
         if not cap.isOpened():
-            raise CameraError(f"camera '{self.name}': OpenCV cannot open source {self.source!r}; check the index/path and permissions")
+            raise CameraError(
+                f"camera '{self.name}': OpenCV cannot open source {self.source!r}; check the index/path and permissions"
+            )
         cap.set(cv2.CAP_PROP_FRAME_WIDTH, self.width)
         cap.set(cv2.CAP_PROP_FRAME_HEIGHT, self.height)
         if self.fps:
@@ -82,7 +92,9 @@ class OpenCVCamera:
             raise CameraError(f"camera '{self.name}' is not connected; call connect() first")
         ok, frame = self._cap.read()
         if not ok or frame is None:
-            raise CameraError(f"camera '{self.name}': no frame from {self.source!r} (device unplugged or end of stream)")
+            raise CameraError(
+                f"camera '{self.name}': no frame from {self.source!r} (device unplugged or end of stream)"
+            )
         if frame.shape[:2] != (self.height, self.width):
             frame = self._cv2.resize(frame, (self.width, self.height), interpolation=self._cv2.INTER_AREA)
         return self._cv2.cvtColor(frame, self._cv2.COLOR_BGR2RGB)

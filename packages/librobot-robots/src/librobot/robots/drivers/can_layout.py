@@ -54,33 +54,91 @@ def _s(name: str, size: int, signed: bool, scale: float, unit: str) -> Signal:
 ESTOP_MAGIC = 0xA5  # a single set bit could come from a stuck line; 0xA5 cannot
 MESSAGES: tuple[Message, ...] = (
     Message("ESTOP", 0x010, "command", (_s("stop", 1, False, 1.0, "0xA5=stop"),)),
-    Message("CMD_DRIVE", 0x100, "command", (
-        _s("throttle", 2, False, 1 / 50000, "fraction"),
-        _s("steering", 2, True, 1e-4, "rad"),
-        _s("brake", 2, False, 1 / 50000, "fraction"),
-    )),
-    Message("CMD_IMPLEMENT", 0x101, "command", (
-        _s("boom", 2, True, 1 / 30000, "fraction"),
-        _s("bucket", 2, True, 1 / 30000, "fraction"),
-        _s("gear", 1, True, 1.0, "-1/0/1"),
-    )),
+    Message(
+        "CMD_DRIVE",
+        0x100,
+        "command",
+        (
+            _s("throttle", 2, False, 1 / 50000, "fraction"),
+            _s("steering", 2, True, 1e-4, "rad"),
+            _s("brake", 2, False, 1 / 50000, "fraction"),
+        ),
+    ),
+    Message(
+        "CMD_IMPLEMENT",
+        0x101,
+        "command",
+        (
+            _s("boom", 2, True, 1 / 30000, "fraction"),
+            _s("bucket", 2, True, 1 / 30000, "fraction"),
+            _s("gear", 1, True, 1.0, "-1/0/1"),
+        ),
+    ),
     Message("TEL_POSITION_XY", 0x180, "telemetry", (_s("x", 3, True, 1e-3, "m"), _s("y", 3, True, 1e-3, "m"))),
-    Message("TEL_ATTITUDE", 0x181, "telemetry", (
-        _s("roll", 2, True, 1e-4, "rad"), _s("pitch", 2, True, 1e-4, "rad"), _s("yaw", 2, True, 1e-4, "rad"))),
-    Message("TEL_VEL_LINEAR", 0x182, "telemetry", (
-        _s("vx", 2, True, 1e-3, "m/s"), _s("vy", 2, True, 1e-3, "m/s"), _s("vz", 2, True, 1e-3, "m/s"))),
-    Message("TEL_VEL_ANGULAR", 0x183, "telemetry", (
-        _s("roll_rate", 2, True, 1e-3, "rad/s"), _s("pitch_rate", 2, True, 1e-3, "rad/s"), _s("yaw_rate", 2, True, 1e-3, "rad/s"))),
-    Message("TEL_JOINT_POS", 0x184, "telemetry", (
-        _s("articulation", 2, True, 1e-4, "rad"), _s("boom_angle", 2, True, 1e-4, "rad"), _s("bucket_angle", 2, True, 1e-4, "rad"))),
-    Message("TEL_JOINT_VEL", 0x185, "telemetry", (
-        _s("articulation_rate", 2, True, 1e-3, "rad/s"), _s("boom_rate", 2, True, 1e-3, "rad/s"), _s("bucket_rate", 2, True, 1e-3, "rad/s"))),
-    Message("TEL_ENGINE", 0x186, "telemetry", (
-        _s("engine_rpm", 2, False, 0.125, "rpm"), _s("engine_load", 1, False, 1 / 250, "fraction"),
-        _s("hydraulic_pressure", 2, False, 0.1, "bar"), _s("fuel_rate", 1, False, 0.5, "L/h"))),
-    Message("TEL_STATUS", 0x187, "telemetry", (
-        _s("z", 3, True, 1e-3, "m"), _s("gear_engaged", 1, True, 1.0, "-1/0/1"),
-        _s("safe_state", 1, False, 1.0, "0=run 1=watchdog 2=estop"), _s("rejected_frames", 1, False, 1.0, "count mod 256"))),
+    Message(
+        "TEL_ATTITUDE",
+        0x181,
+        "telemetry",
+        (_s("roll", 2, True, 1e-4, "rad"), _s("pitch", 2, True, 1e-4, "rad"), _s("yaw", 2, True, 1e-4, "rad")),
+    ),
+    Message(
+        "TEL_VEL_LINEAR",
+        0x182,
+        "telemetry",
+        (_s("vx", 2, True, 1e-3, "m/s"), _s("vy", 2, True, 1e-3, "m/s"), _s("vz", 2, True, 1e-3, "m/s")),
+    ),
+    Message(
+        "TEL_VEL_ANGULAR",
+        0x183,
+        "telemetry",
+        (
+            _s("roll_rate", 2, True, 1e-3, "rad/s"),
+            _s("pitch_rate", 2, True, 1e-3, "rad/s"),
+            _s("yaw_rate", 2, True, 1e-3, "rad/s"),
+        ),
+    ),
+    Message(
+        "TEL_JOINT_POS",
+        0x184,
+        "telemetry",
+        (
+            _s("articulation", 2, True, 1e-4, "rad"),
+            _s("boom_angle", 2, True, 1e-4, "rad"),
+            _s("bucket_angle", 2, True, 1e-4, "rad"),
+        ),
+    ),
+    Message(
+        "TEL_JOINT_VEL",
+        0x185,
+        "telemetry",
+        (
+            _s("articulation_rate", 2, True, 1e-3, "rad/s"),
+            _s("boom_rate", 2, True, 1e-3, "rad/s"),
+            _s("bucket_rate", 2, True, 1e-3, "rad/s"),
+        ),
+    ),
+    Message(
+        "TEL_ENGINE",
+        0x186,
+        "telemetry",
+        (
+            _s("engine_rpm", 2, False, 0.125, "rpm"),
+            _s("engine_load", 1, False, 1 / 250, "fraction"),
+            _s("hydraulic_pressure", 2, False, 0.1, "bar"),
+            _s("fuel_rate", 1, False, 0.5, "L/h"),
+        ),
+    ),
+    Message(
+        "TEL_STATUS",
+        0x187,
+        "telemetry",
+        (
+            _s("z", 3, True, 1e-3, "m"),
+            _s("gear_engaged", 1, True, 1.0, "-1/0/1"),
+            _s("safe_state", 1, False, 1.0, "0=run 1=watchdog 2=estop"),
+            _s("rejected_frames", 1, False, 1.0, "count mod 256"),
+        ),
+    ),
 )
 BY_NAME: Mapping[str, Message] = {m.name: m for m in MESSAGES}
 BY_ID: Mapping[int, Message] = {m.can_id: m for m in MESSAGES}
@@ -116,7 +174,11 @@ def encode(name: str, values: Mapping[str, float], counter: int) -> tuple[int, b
         if not math.isfinite(value):
             raise CanFrameError(f"{name}.{sig.name} is {value}; only finite values can be sent")
         raw = round(value / sig.scale)
-        lo, hi = (-(1 << (8 * sig.size - 1)), (1 << (8 * sig.size - 1)) - 1) if sig.signed else (0, (1 << (8 * sig.size)) - 1)
+        lo, hi = (
+            (-(1 << (8 * sig.size - 1)), (1 << (8 * sig.size - 1)) - 1)
+            if sig.signed
+            else (0, (1 << (8 * sig.size)) - 1)
+        )
         if not lo <= raw <= hi:
             raise CanFrameError(
                 f"{name}.{sig.name}={value:g} {sig.unit} does not fit its {8 * sig.size}-bit field "
@@ -126,24 +188,34 @@ def encode(name: str, values: Mapping[str, float], counter: int) -> tuple[int, b
     return msg.can_id, _protect(msg.can_id, bytes(payload), counter)
 
 
-def decode(can_id: int, data: bytes | bytearray, *, previous_counter: int | None = None) -> tuple[str, dict[str, float], int]:
+def decode(
+    can_id: int, data: bytes | bytearray, *, previous_counter: int | None = None
+) -> tuple[str, dict[str, float], int]:
     """(message name, physical values, counter); raises CanFrameError saying what is wrong."""
     msg = BY_ID.get(can_id)
     if msg is None:
         raise CanFrameError(f"CAN id 0x{can_id:03x} is not part of the wheel-loader layout")
     data = bytes(data)
     if len(data) != 8:
-        raise CanFrameError(f"{msg.name} (0x{can_id:03x}): truncated frame, DLC {len(data)} instead of 8 ({data.hex(' ')})")
+        raise CanFrameError(
+            f"{msg.name} (0x{can_id:03x}): truncated frame, DLC {len(data)} instead of 8 ({data.hex(' ')})"
+        )
     want = crc8(can_id.to_bytes(2, "big") + data[:7])
     if data[7] != want:
-        raise CanFrameError(f"{msg.name} (0x{can_id:03x}): CRC mismatch, got 0x{data[7]:02x}, expected 0x{want:02x} ({data.hex(' ')})")
+        raise CanFrameError(
+            f"{msg.name} (0x{can_id:03x}): CRC mismatch, got 0x{data[7]:02x}, expected 0x{want:02x} ({data.hex(' ')})"
+        )
     version, counter = data[6] >> 4, data[6] & 0x0F
     if version != VERSION:
-        raise CanFrameError(f"{msg.name} (0x{can_id:03x}): layout version {version}, this driver speaks version {VERSION}")
+        raise CanFrameError(
+            f"{msg.name} (0x{can_id:03x}): layout version {version}, this driver speaks version {VERSION}"
+        )
     if counter >= COUNTER_MODULO:
         raise CanFrameError(f"{msg.name} (0x{can_id:03x}): invalid counter value {counter}")
     if previous_counter is not None and counter == previous_counter:
-        raise CanFrameError(f"{msg.name} (0x{can_id:03x}): counter {counter} repeated; the sender is stuck or the frame was replayed")
+        raise CanFrameError(
+            f"{msg.name} (0x{can_id:03x}): counter {counter} repeated; the sender is stuck or the frame was replayed"
+        )
     values, offset = {}, 0
     for sig in msg.signals:
         raw = int.from_bytes(data[offset : offset + sig.size], "little", signed=sig.signed)
@@ -154,8 +226,27 @@ def decode(can_id: int, data: bytes | bytearray, *, previous_counter: int | None
 
 # The 22-D state vector, in order, and which telemetry signal fills each entry.
 STATE_SIGNALS: Sequence[str] = (
-    "x", "y", "z", "roll", "pitch", "yaw", "vx", "vy", "vz", "roll_rate", "pitch_rate", "yaw_rate",
-    "articulation", "boom_angle", "bucket_angle", "articulation_rate", "boom_rate", "bucket_rate",
-    "engine_rpm", "engine_load", "hydraulic_pressure", "fuel_rate",
+    "x",
+    "y",
+    "z",
+    "roll",
+    "pitch",
+    "yaw",
+    "vx",
+    "vy",
+    "vz",
+    "roll_rate",
+    "pitch_rate",
+    "yaw_rate",
+    "articulation",
+    "boom_angle",
+    "bucket_angle",
+    "articulation_rate",
+    "boom_rate",
+    "bucket_rate",
+    "engine_rpm",
+    "engine_load",
+    "hydraulic_pressure",
+    "fuel_rate",
 )
 ACTION_SIGNALS: Sequence[str] = ("throttle", "steering", "boom", "bucket", "brake", "gear")

@@ -61,9 +61,13 @@ class FeetechBus:
         if isinstance(self.port, str):
             serial = require("serial", extra="librobot-robots[so100]", purpose="talking to Feetech servos")
             try:
-                self._serial = serial.Serial(self.port, baudrate=self.baudrate, timeout=self.timeout, write_timeout=max(1.0, self.timeout))
+                self._serial = serial.Serial(
+                    self.port, baudrate=self.baudrate, timeout=self.timeout, write_timeout=max(1.0, self.timeout)
+                )
             except serial.SerialException as exc:
-                raise FeetechTimeoutError(f"cannot open serial port '{self.port}': {exc}. Check the cable and the port name") from exc
+                raise FeetechTimeoutError(
+                    f"cannot open serial port '{self.port}': {exc}. Check the cable and the port name"
+                ) from exc
         else:
             self._serial = self.port
 
@@ -96,7 +100,9 @@ class FeetechBus:
             self._serial.write(packet)
             self._serial.flush()
         except Exception as exc:  # pyserial's SerialTimeoutException / SerialException
-            raise FeetechTimeoutError(f"writing to '{self.port}' failed: {exc}; is the adapter still connected?") from exc
+            raise FeetechTimeoutError(
+                f"writing to '{self.port}' failed: {exc}; is the adapter still connected?"
+            ) from exc
         self.packets_sent += 1
 
     def _read_exact(self, n: int, servo_id: int, got: bytes = b"") -> bytes:
@@ -104,7 +110,11 @@ class FeetechBus:
         while len(data) < n:
             chunk = self._serial.read(n - len(data))
             if not chunk:
-                what = "no reply" if not data else f"truncated reply: got {len(data)} of {n} bytes ({bytes(data).hex(' ')})"
+                what = (
+                    "no reply"
+                    if not data
+                    else f"truncated reply: got {len(data)} of {n} bytes ({bytes(data).hex(' ')})"
+                )
                 raise FeetechTimeoutError(f"servo {servo_id}: {what} within {self.timeout:g} s")
             data += chunk
         return bytes(data)
@@ -123,7 +133,9 @@ class FeetechBus:
         while head[:2] != HEADER or head[2] == 0xFF:  # resync over noise before the header
             skipped += 1
             if skipped > 64:
-                raise FeetechFrameError(f"servo {servo_id}: no packet header in the reply (line noise or wrong baud rate?)")
+                raise FeetechFrameError(
+                    f"servo {servo_id}: no packet header in the reply (line noise or wrong baud rate?)"
+                )
             head = self._read_exact(4, servo_id, head[1:])
         length = head[3]
         if length != n_params + 2:
@@ -137,7 +149,9 @@ class FeetechBus:
         if packet.servo_id != servo_id:
             raise FeetechFrameError(f"expected a reply from servo {servo_id}, got one from servo {packet.servo_id}")
         if packet.code:
-            raise FeetechStatusError(f"servo {servo_id} reports: {describe_status_error(packet.code)} (error byte 0x{packet.code:02x})")
+            raise FeetechStatusError(
+                f"servo {servo_id} reports: {describe_status_error(packet.code)} (error byte 0x{packet.code:02x})"
+            )
         return packet
 
     # ------------------------------------------------------------------ validation
@@ -163,7 +177,9 @@ class FeetechBus:
         return True
 
     def read(self, servo_id: int, register: Register | int, size: int | None = None) -> bytes:
-        address, size = (register.address, register.size) if isinstance(register, Register) else (int(register), int(size or 1))
+        address, size = (
+            (register.address, register.size) if isinstance(register, Register) else (int(register), int(size or 1))
+        )
         self._check_range(address, size)
         self._send(encode_instruction(self._check_id(servo_id), Instruction.READ, bytes((address, size))))
         return self._receive(servo_id, size).params
@@ -190,7 +206,9 @@ class FeetechBus:
         params = bytearray((register.address, register.size))
         for servo_id, data in values.items():
             if len(data) != register.size:
-                raise FeetechFrameError(f"sync_write {register.name}: servo {servo_id} got {len(data)} bytes, expected {register.size}")
+                raise FeetechFrameError(
+                    f"sync_write {register.name}: servo {servo_id} got {len(data)} bytes, expected {register.size}"
+                )
             params += bytes((self._check_id(servo_id),)) + bytes(data)
         self._send(encode_instruction(BROADCAST_ID, Instruction.SYNC_WRITE, bytes(params)))
 
@@ -199,7 +217,9 @@ class FeetechBus:
         ids = [self._check_id(i) for i in ids]
         if not ids or len(set(ids)) != len(ids):
             raise FeetechFrameError(f"sync_read needs distinct servo ids, got {list(ids)}")
-        self._send(encode_instruction(BROADCAST_ID, Instruction.SYNC_READ, bytes((register.address, register.size, *ids))))
+        self._send(
+            encode_instruction(BROADCAST_ID, Instruction.SYNC_READ, bytes((register.address, register.size, *ids)))
+        )
         out: dict[int, bytes] = {}
         for k, i in enumerate(ids):
             try:
@@ -225,7 +245,9 @@ class FeetechBus:
             if isinstance(ticks, float) and ticks != ticks:
                 raise FeetechFrameError(f"servo {servo_id}: goal position is NaN; nothing was sent")
             if not 0 <= int(ticks) <= 4095 or int(ticks) != ticks:
-                raise FeetechFrameError(f"servo {servo_id}: goal position must be an integer tick in 0..4095, got {ticks!r}; nothing was sent")
+                raise FeetechFrameError(
+                    f"servo {servo_id}: goal position must be an integer tick in 0..4095, got {ticks!r}; nothing was sent"
+                )
             checked[servo_id] = encode_value(int(ticks), GOAL_POSITION.size, endian=self.endian)
         self.sync_write(GOAL_POSITION, checked)
 

@@ -133,11 +133,15 @@ def decode_packet(frame: bytes) -> Packet:
         raise FeetechFrameError(f"not a Feetech packet (need 0xFF 0xFF + at least 4 bytes): {frame.hex(' ')}")
     length = frame[3]
     if length < 2 or len(frame) != 4 + length:
-        raise FeetechFrameError(f"packet length byte says {length} but frame has {len(frame) - 4} bytes after it: {frame.hex(' ')}")
+        raise FeetechFrameError(
+            f"packet length byte says {length} but frame has {len(frame) - 4} bytes after it: {frame.hex(' ')}"
+        )
     body, got = frame[2:-1], frame[-1]
     want = checksum(body)
     if got != want:
-        raise FeetechChecksumError(f"checksum mismatch in packet of servo {frame[2]}: got 0x{got:02x}, expected 0x{want:02x} ({frame.hex(' ')})")
+        raise FeetechChecksumError(
+            f"checksum mismatch in packet of servo {frame[2]}: got 0x{got:02x}, expected 0x{want:02x} ({frame.hex(' ')})"
+        )
     return Packet(frame[2], frame[4], bytes(frame[5:-1]))
 
 
@@ -196,7 +200,9 @@ def encode_value(value: int, size: int, *, endian: str = "little", signed: bool 
         raw = magnitude | ((1 << sign_bit) if value < 0 else 0)
     else:
         if not 0 <= value < 1 << (8 * size):
-            raise FeetechFrameError(f"value {value} does not fit an unsigned {size}-byte register (0..{(1 << 8 * size) - 1})")
+            raise FeetechFrameError(
+                f"value {value} does not fit an unsigned {size}-byte register (0..{(1 << 8 * size) - 1})"
+            )
         raw = value
     return raw.to_bytes(size, "little" if endian == "little" else "big")
 

@@ -42,7 +42,9 @@ def _open_bus(channel: str | None, interface: str, **kwargs: Any) -> Any:
     try:
         return can.Bus(interface=interface, channel=channel, **kwargs)
     except (OSError, can.CanError) as exc:
-        raise CanTimeoutError(f"cannot open CAN {interface} channel '{channel}': {exc}. Is the interface up (ip link set {channel} up)?") from exc
+        raise CanTimeoutError(
+            f"cannot open CAN {interface} channel '{channel}': {exc}. Is the interface up (ip link set {channel} up)?"
+        ) from exc
 
 
 def _send(bus: Any, can_id: int, data: bytes) -> None:
@@ -53,8 +55,16 @@ def _send(bus: Any, can_id: int, data: bytes) -> None:
 class WheelLoaderCanBackend:
     """Host side. ``bus`` may be an open python-can bus; otherwise ``channel``/``interface`` open one."""
 
-    def __init__(self, channel: str | None = None, *, interface: str = "socketcan", bus: Any = None,
-                 telemetry_timeout: float = 0.25, clock: Callable[[], float] = time.monotonic, **bus_kwargs: Any) -> None:
+    def __init__(
+        self,
+        channel: str | None = None,
+        *,
+        interface: str = "socketcan",
+        bus: Any = None,
+        telemetry_timeout: float = 0.25,
+        clock: Callable[[], float] = time.monotonic,
+        **bus_kwargs: Any,
+    ) -> None:
         self.channel, self.interface, self.bus_kwargs = channel, interface, bus_kwargs
         self.bus = bus
         self._own_bus = bus is None
@@ -83,7 +93,9 @@ class WheelLoaderCanBackend:
     def write_action(self, action: np.ndarray) -> None:
         a = dict(zip(ACTION_SIGNALS, (float(v) for v in np.asarray(action, dtype=np.float64))))
         if len(a) != len(ACTION_SIGNALS):
-            raise CanFrameError(f"expected {len(ACTION_SIGNALS)} action values ({', '.join(ACTION_SIGNALS)}), got {len(a)}")
+            raise CanFrameError(
+                f"expected {len(ACTION_SIGNALS)} action values ({', '.join(ACTION_SIGNALS)}), got {len(a)}"
+            )
         a["gear"] = float(np.clip(np.rint(a["gear"]), -1, 1)) if np.isfinite(a["gear"]) else a["gear"]
         # Encode both frames before sending either: a bad value sends nothing at all.
         c_drive, c_impl = self._counters.get("CMD_DRIVE", -1), self._counters.get("CMD_IMPLEMENT", -1)
@@ -106,7 +118,9 @@ class WheelLoaderCanBackend:
         while msg is not None:
             if msg.arbitration_id in BY_ID and BY_ID[msg.arbitration_id].direction == "telemetry":
                 try:
-                    name, values, counter = decode(msg.arbitration_id, msg.data, previous_counter=self._rx_counter.get(msg.arbitration_id))
+                    name, values, counter = decode(
+                        msg.arbitration_id, msg.data, previous_counter=self._rx_counter.get(msg.arbitration_id)
+                    )
                 except CanFrameError as exc:
                     self.errors.append(str(exc))
                     log.warning("dropped CAN frame: %s", exc)
@@ -148,8 +162,15 @@ class WheelLoaderCanNode:
 
     SAFE = {"throttle": 0.0, "boom": 0.0, "bucket": 0.0, "brake": 1.0, "gear": 0.0}
 
-    def __init__(self, bus: Any, apply: Callable[[dict[str, float]], None], telemetry: Callable[[], Mapping[str, float]], *,
-                 command_timeout: float = 0.15, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        bus: Any,
+        apply: Callable[[dict[str, float]], None],
+        telemetry: Callable[[], Mapping[str, float]],
+        *,
+        command_timeout: float = 0.15,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.bus, self.apply, self.telemetry = bus, apply, telemetry
         self.command_timeout = command_timeout
         self.clock = clock
@@ -191,7 +212,9 @@ class WheelLoaderCanNode:
         if spec is None or spec.direction != "command":
             return
         try:
-            name, values, counter = decode(msg.arbitration_id, msg.data, previous_counter=self._rx_counter.get(msg.arbitration_id))
+            name, values, counter = decode(
+                msg.arbitration_id, msg.data, previous_counter=self._rx_counter.get(msg.arbitration_id)
+            )
         except CanFrameError as exc:
             self.rejected.append(str(exc))
             log.warning("machine rejected CAN frame: %s", exc)

@@ -72,8 +72,14 @@ def env_info(env: Any, **env_kwargs: Any) -> dict[str, Any]:
     owns = isinstance(env, str)
     obj = make_env(env, **env_kwargs) if owns else env
     try:
-        return {"features": obj.features(), "fps": float(obj.fps), "task": obj.task, "cameras": tuple(obj.cameras),
-                "max_episode_steps": int(obj.max_episode_steps), "default_expert": obj.default_expert}
+        return {
+            "features": obj.features(),
+            "fps": float(obj.fps),
+            "task": obj.task,
+            "cameras": tuple(obj.cameras),
+            "max_episode_steps": int(obj.max_episode_steps),
+            "default_expert": obj.default_expert,
+        }
     finally:
         if owns:
             obj.close()
@@ -95,8 +101,9 @@ def _resolve(env: Any, expert: str | Expert | None, env_kwargs: Mapping[str, Any
     return env, expert, env_name, owns_env
 
 
-def run_episode(env: Any, expert: Expert, seed: int, *, max_steps: int | None = None, record: bool = True,
-                image_layout: str = "HWC") -> dict[str, Any]:
+def run_episode(
+    env: Any, expert: Expert, seed: int, *, max_steps: int | None = None, record: bool = True, image_layout: str = "HWC"
+) -> dict[str, Any]:
     """One episode of ``expert`` in ``env`` from ``env.reset(seed=seed)``."""
     if image_layout not in IMAGE_LAYOUTS:
         raise ConfigError(f"image_layout must be one of {IMAGE_LAYOUTS}, got {image_layout!r}")
@@ -134,9 +141,18 @@ def run_episode(env: Any, expert: Expert, seed: int, *, max_steps: int | None = 
     return out
 
 
-def record_episodes(env: Any, episodes: int, *, expert: str | Expert | None = None, seed: int = 0,
-                    max_steps: int | None = None, image_layout: str = "HWC", only_successful: bool = False,
-                    max_attempts: int | None = None, **env_kwargs: Any) -> Iterator[dict[str, Any]]:
+def record_episodes(
+    env: Any,
+    episodes: int,
+    *,
+    expert: str | Expert | None = None,
+    seed: int = 0,
+    max_steps: int | None = None,
+    image_layout: str = "HWC",
+    only_successful: bool = False,
+    max_attempts: int | None = None,
+    **env_kwargs: Any,
+) -> Iterator[dict[str, Any]]:
     """Yield ``episodes`` demonstration episodes (see the module docstring for their layout).
 
     ``env`` is a registered name (built with ``env_kwargs``, e.g. ``image_size=96``) or an env
@@ -202,25 +218,43 @@ class ExpertReport:
         lo, hi = self.ci95
         steps = sum(self.lengths)
         return {
-            "env": self.env, "expert": self.expert, "episodes": self.episodes, "successes": sum(self.successes),
-            "success_rate": round(self.success_rate, 4), "ci95": [round(lo, 4), round(hi, 4)],
+            "env": self.env,
+            "expert": self.expert,
+            "episodes": self.episodes,
+            "successes": sum(self.successes),
+            "success_rate": round(self.success_rate, 4),
+            "ci95": [round(lo, 4), round(hi, 4)],
             "mean_length": round(float(np.mean(self.lengths)), 1) if self.lengths else 0.0,
-            "min_length": min(self.lengths, default=0), "max_length": max(self.lengths, default=0),
-            "seconds": round(self.seconds, 2), "steps_per_s": round(steps / self.seconds, 1) if self.seconds else 0.0,
+            "min_length": min(self.lengths, default=0),
+            "max_length": max(self.lengths, default=0),
+            "seconds": round(self.seconds, 2),
+            "steps_per_s": round(steps / self.seconds, 1) if self.seconds else 0.0,
         }
 
 
-def evaluate_expert(env: Any, episodes: int, *, expert: str | Expert | None = None, seed: int = 0,
-                    max_steps: int | None = None, progress: bool = False,
-                    on_episode: Callable[[int, dict[str, Any]], None] | None = None, **env_kwargs: Any) -> ExpertReport:
+def evaluate_expert(
+    env: Any,
+    episodes: int,
+    *,
+    expert: str | Expert | None = None,
+    seed: int = 0,
+    max_steps: int | None = None,
+    progress: bool = False,
+    on_episode: Callable[[int, dict[str, Any]], None] | None = None,
+    **env_kwargs: Any,
+) -> ExpertReport:
     """Success rate of the scripted expert over ``episodes`` seeds (no frames kept)."""
     if isinstance(env, str):
         env_kwargs.setdefault("render", False)  # success does not depend on pixels; skip rendering
     env, expert_obj, env_name, owns_env = _resolve(env, expert, env_kwargs)
-    report = ExpertReport(env_name, expert if isinstance(expert, str) else getattr(env, "default_expert", type(expert_obj).__name__))
+    report = ExpertReport(
+        env_name, expert if isinstance(expert, str) else getattr(env, "default_expert", type(expert_obj).__name__)
+    )
     start = time.perf_counter()
     try:
-        iterator = track(range(episodes), total=episodes, description=f"expert on {env_name}") if progress else range(episodes)
+        iterator = (
+            track(range(episodes), total=episodes, description=f"expert on {env_name}") if progress else range(episodes)
+        )
         for i in iterator:
             result = run_episode(env, expert_obj, seed + i, max_steps=max_steps, record=False)
             report.successes.append(result["success"])

@@ -44,8 +44,16 @@ class MetaWorldEnv(gym.Env):
     metadata = {"render_modes": ["rgb_array"], "render_fps": 80}
     default_expert = "metaworld"
 
-    def __init__(self, task: str, *, render: bool = True, image_size: int = 96, camera: str = "corner2",
-                 max_episode_steps: int | None = None, state: str = "full") -> None:
+    def __init__(
+        self,
+        task: str,
+        *,
+        render: bool = True,
+        image_size: int = 96,
+        camera: str = "corner2",
+        max_episode_steps: int | None = None,
+        state: str = "full",
+    ) -> None:
         short = task.removesuffix("-v3")
         if short not in TASKS:
             raise ConfigError(f"unknown Meta-World task '{task}'; known: {', '.join(sorted(TASKS))}")
@@ -85,7 +93,9 @@ class MetaWorldEnv(gym.Env):
             ACTION: FeatureSpec(ACTION, (4,), names=ACTION_NAMES, low=(-1.0,) * 4, high=(1.0,) * 4),
         }
         for cam in self.cameras:
-            out[image_key(cam)] = FeatureSpec(image_key(cam), (3, self.image_size, self.image_size), dtype="uint8", kind="image")
+            out[image_key(cam)] = FeatureSpec(
+                image_key(cam), (3, self.image_size, self.image_size), dtype="uint8", kind="image"
+            )
         return out
 
     def _state_names(self) -> tuple[str, ...]:
@@ -156,7 +166,11 @@ def make(task: str, **kwargs: Any) -> MetaWorldEnv:
 
 def _factory(task: str) -> Any:
     def factory(
-        *, render: bool = True, image_size: int = 96, camera: str = "corner2", max_episode_steps: int | None = None,
+        *,
+        render: bool = True,
+        image_size: int = 96,
+        camera: str = "corner2",
+        max_episode_steps: int | None = None,
         state: str = "full",
     ) -> MetaWorldEnv:
         return MetaWorldEnv(

@@ -12,7 +12,10 @@ TASKS: dict[str, tuple[str, str]] = {
     "bin-picking": ("bin-picking-v3", "pick the cube out of the left bin and place it in the right bin"),
     "box-close": ("box-close-v3", "pick up the lid and put it on top of the box"),
     "button-press-topdown": ("button-press-topdown-v3", "press the button down from above"),
-    "button-press-topdown-wall": ("button-press-topdown-wall-v3", "press the button down from above, reaching past the wall"),
+    "button-press-topdown-wall": (
+        "button-press-topdown-wall-v3",
+        "press the button down from above, reaching past the wall",
+    ),
     "button-press": ("button-press-v3", "push the button on the front of the box"),
     "button-press-wall": ("button-press-wall-v3", "push the button on the box behind the short wall"),
     "coffee-button": ("coffee-button-v3", "push the button on the coffee machine"),

@@ -43,7 +43,12 @@ class PushTEnv(gym.Env):
     task = "push the T-shaped block onto the T-shaped target"
 
     def __init__(
-        self, *, render: bool = True, image_size: int = 96, max_episode_steps: int = 300, environment_state: bool = False
+        self,
+        *,
+        render: bool = True,
+        image_size: int = 96,
+        max_episode_steps: int = 300,
+        environment_state: bool = False,
     ) -> None:
         require("pymunk", extra=EXTRA, purpose="PushT physics")
         envs = require("gym_pusht.envs.pusht", extra=EXTRA, purpose="the PushT task")
@@ -66,13 +71,21 @@ class PushTEnv(gym.Env):
 
     def features(self) -> dict[str, FeatureSpec]:
         out = {
-            OBS_STATE: FeatureSpec(OBS_STATE, (2,), names=("x", "y"), units=("px", "px"), low=(0.0, 0.0), high=(512.0, 512.0)),
-            ACTION: FeatureSpec(ACTION, (2,), names=("x", "y"), units=("px", "px"), low=(0.0, 0.0), high=(512.0, 512.0)),
+            OBS_STATE: FeatureSpec(
+                OBS_STATE, (2,), names=("x", "y"), units=("px", "px"), low=(0.0, 0.0), high=(512.0, 512.0)
+            ),
+            ACTION: FeatureSpec(
+                ACTION, (2,), names=("x", "y"), units=("px", "px"), low=(0.0, 0.0), high=(512.0, 512.0)
+            ),
         }
         if self.environment_state:
-            out[OBS_ENV_STATE] = FeatureSpec(OBS_ENV_STATE, (4,), names=("block_x", "block_y", "block_cos", "block_sin"))
+            out[OBS_ENV_STATE] = FeatureSpec(
+                OBS_ENV_STATE, (4,), names=("block_x", "block_y", "block_cos", "block_sin")
+            )
         if self.render_images:
-            out[image_key("top")] = FeatureSpec(image_key("top"), (3, self.image_size, self.image_size), dtype="uint8", kind="image")
+            out[image_key("top")] = FeatureSpec(
+                image_key("top"), (3, self.image_size, self.image_size), dtype="uint8", kind="image"
+            )
         return out
 
     @property
@@ -166,8 +179,12 @@ class PushTExpert:
         inner = self.env.inner
         space = self._pymunk.Space()
         space.gravity, space.damping = (0, 0), 0.0
-        space.add(*[type(inner).add_segment(space, a, b, 2) for a, b in
-                    (((5, 506), (5, 5)), ((5, 5), (506, 5)), ((506, 5), (506, 506)), ((5, 506), (506, 506)))])
+        space.add(
+            *[
+                type(inner).add_segment(space, a, b, 2)
+                for a, b in (((5, 506), (5, 5)), ((5, 5), (506, 5)), ((506, 5), (506, 506)), ((5, 506), (506, 506)))
+            ]
+        )
         agent = type(inner).add_circle(space, tuple(start), AGENT_RADIUS)
         block, _ = type(inner).add_tee(space, (256, 300), 0)
         block.angle = inner.block.angle  # angle first: setting it rotates about the centre of gravity
@@ -204,7 +221,9 @@ class PushTExpert:
                 d = -np.array([c_ * n[0] - s_ * n[1], s_ * n[0] + c_ * n[1]])
                 for length in lengths:
                     steps = max(1, math.ceil(length / 8.0))
-                    targets = [start + d * (length * (k + 1) / steps + 3.0) for k in range(steps)] + [start + d * (length + 3.0)]
+                    targets = [start + d * (length * (k + 1) / steps + 3.0) for k in range(steps)] + [
+                        start + d * (length + 3.0)
+                    ]
                     new_pos, new_angle = self._simulate_push(start, targets)
                     cost = self._error(new_pos, new_angle)
                     if cost < current - 0.2:
@@ -234,7 +253,10 @@ class PushTExpert:
             away = start - np.array(nearest.coords[0]) if gap > 1e-6 else start - centre
             start = np.clip(start + away / max(1e-6, float(np.hypot(*away))) * (clear + 6.0 - gap), 22, 490)
             prefix = [start]
-        ring = [centre + 125.0 * np.array([math.cos(a), math.sin(a)]) for a in np.linspace(0, 2 * math.pi, 24, endpoint=False)]
+        ring = [
+            centre + 125.0 * np.array([math.cos(a), math.sin(a)])
+            for a in np.linspace(0, 2 * math.pi, 24, endpoint=False)
+        ]
         nodes = [start, goal] + [np.clip(p, 22, 490) for p in ring]
 
         def free(a: np.ndarray, b: np.ndarray) -> bool:

@@ -54,17 +54,26 @@ class SO100PickCubeEnv(gym.Env):
         self._renderer: Any = None
         self.cube_qpos = self.model.joint("cube").qposadr[0]
         a, s = self.spec_robot.action_space, self.spec_robot.state_space
-        spaces = {OBS_STATE: gym.spaces.Box(s.low_array.astype(np.float32), s.high_array.astype(np.float32), dtype=np.float32)}
+        spaces = {
+            OBS_STATE: gym.spaces.Box(s.low_array.astype(np.float32), s.high_array.astype(np.float32), dtype=np.float32)
+        }
         if render:
             spaces[image_key("front")] = gym.spaces.Box(0, 255, (self.image_size, self.image_size, 3), np.uint8)
         self.observation_space = gym.spaces.Dict(spaces)
-        self.action_space = gym.spaces.Box(a.low_array.astype(np.float32), a.high_array.astype(np.float32), dtype=np.float32)
+        self.action_space = gym.spaces.Box(
+            a.low_array.astype(np.float32), a.high_array.astype(np.float32), dtype=np.float32
+        )
         self._steps = 0
 
     def features(self) -> dict[str, FeatureSpec]:
-        out = {OBS_STATE: self.spec_robot.state_space.to_feature(OBS_STATE), ACTION: self.spec_robot.action_space.to_feature(ACTION)}
+        out = {
+            OBS_STATE: self.spec_robot.state_space.to_feature(OBS_STATE),
+            ACTION: self.spec_robot.action_space.to_feature(ACTION),
+        }
         if self.render_images:
-            out[image_key("front")] = FeatureSpec(image_key("front"), (3, self.image_size, self.image_size), dtype="uint8", kind="image")
+            out[image_key("front")] = FeatureSpec(
+                image_key("front"), (3, self.image_size, self.image_size), dtype="uint8", kind="image"
+            )
         return out
 
     def cube_pose(self) -> tuple[np.ndarray, float]:
@@ -92,7 +101,14 @@ class SO100PickCubeEnv(gym.Env):
         xy = np.array([rng.uniform(0.14, 0.23), rng.uniform(-0.10, 0.10)])
         while np.hypot(*xy) > REACH:  # stay where a top-down grasp is within the joint limits
             xy = np.array([rng.uniform(0.14, 0.23), rng.uniform(-0.10, 0.10)])
-        self.data.qpos[self.cube_qpos : self.cube_qpos + 7] = [*xy, CUBE_HALF, math.cos(yaw / 2), 0, 0, math.sin(yaw / 2)]
+        self.data.qpos[self.cube_qpos : self.cube_qpos + 7] = [
+            *xy,
+            CUBE_HALF,
+            math.cos(yaw / 2),
+            0,
+            0,
+            math.sin(yaw / 2),
+        ]
         self.data.ctrl[:] = self.data.qpos[:6]
         self.mujoco.mj_forward(self.model, self.data)
         self._steps = 0
@@ -182,7 +198,9 @@ class SO100PickExpert:
             _, rot = self._fk(solution)
             jaw = math.atan2(rot[1, 0], rot[0, 0])
             if jaw_goal is None:
-                turn = min(((yaw + k * math.pi / 2 - jaw + math.pi) % (2 * math.pi) - math.pi for k in range(4)), key=abs)
+                turn = min(
+                    ((yaw + k * math.pi / 2 - jaw + math.pi) % (2 * math.pi) - math.pi for k in range(4)), key=abs
+                )
                 jaw_goal = jaw + turn
             solution[4] = -((jaw_goal - jaw + math.pi) % (2 * math.pi) - math.pi)
             pos, rot = self._fk(solution)

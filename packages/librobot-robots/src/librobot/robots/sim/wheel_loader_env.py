@@ -51,18 +51,27 @@ class WheelLoaderDigDumpEnv(gym.Env):
         self.image_size = int(image_size)
         self.cameras = ("top",) if render else ()
         a, s = self.spec_robot.action_space, self.spec_robot.state_space
-        spaces = {OBS_STATE: gym.spaces.Box(s.low_array.astype(np.float32), s.high_array.astype(np.float32), dtype=np.float32)}
+        spaces = {
+            OBS_STATE: gym.spaces.Box(s.low_array.astype(np.float32), s.high_array.astype(np.float32), dtype=np.float32)
+        }
         if render:
             spaces[image_key("top")] = gym.spaces.Box(0, 255, (self.image_size, self.image_size, 3), np.uint8)
         self.observation_space = gym.spaces.Dict(spaces)
-        self.action_space = gym.spaces.Box(a.low_array.astype(np.float32), a.high_array.astype(np.float32), dtype=np.float32)
+        self.action_space = gym.spaces.Box(
+            a.low_array.astype(np.float32), a.high_array.astype(np.float32), dtype=np.float32
+        )
         self.model: WheelLoaderModel | None = None
         self._steps = 0
 
     def features(self) -> dict[str, FeatureSpec]:
-        out = {OBS_STATE: self.spec_robot.state_space.to_feature(OBS_STATE), ACTION: self.spec_robot.action_space.to_feature(ACTION)}
+        out = {
+            OBS_STATE: self.spec_robot.state_space.to_feature(OBS_STATE),
+            ACTION: self.spec_robot.action_space.to_feature(ACTION),
+        }
         if self.render_images:
-            out[image_key("top")] = FeatureSpec(image_key("top"), (3, self.image_size, self.image_size), dtype="uint8", kind="image")
+            out[image_key("top")] = FeatureSpec(
+                image_key("top"), (3, self.image_size, self.image_size), dtype="uint8", kind="image"
+            )
         return out
 
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[dict[str, np.ndarray], dict]:
@@ -95,12 +104,19 @@ class WheelLoaderDigDumpEnv(gym.Env):
     def _info(self) -> dict[str, Any]:
         m = self.model
         assert m is not None
-        return {"success": m.dumped >= SUCCESS_FILL and not m.crashed, "fill": m.fill, "dumped": m.dumped,
-                "spilled": m.spilled, "crashed": m.crashed}
+        return {
+            "success": m.dumped >= SUCCESS_FILL and not m.crashed,
+            "fill": m.fill,
+            "dumped": m.dumped,
+            "spilled": m.spilled,
+            "crashed": m.crashed,
+        }
 
     def _obs(self) -> dict[str, np.ndarray]:
         assert self.model is not None
-        state = np.clip(self.model.state_vector(), self.spec_robot.state_space.low_array, self.spec_robot.state_space.high_array)
+        state = np.clip(
+            self.model.state_vector(), self.spec_robot.state_space.low_array, self.spec_robot.state_space.high_array
+        )
         obs = {OBS_STATE: state.astype(np.float32)}
         if self.render_images:
             obs[image_key("top")] = self.render()
@@ -116,12 +132,20 @@ class WheelLoaderDigDumpEnv(gym.Env):
         cv.disc(m.site.pile_xy, m.site.pile_radius * 0.5, (100, 72, 45))
         cv.box(m.site.truck_xy, m.site.truck_yaw, TRUCK_SIZE[0], TRUCK_SIZE[1], (230, 190, 30))
         bed = min(1.0, m.dumped)
-        cv.box(m.site.truck_xy, m.site.truck_yaw, TRUCK_SIZE[0] * 0.85, TRUCK_SIZE[1] * 0.7 * max(0.05, bed), (110, 80, 50))
+        cv.box(
+            m.site.truck_xy, m.site.truck_yaw, TRUCK_SIZE[0] * 0.85, TRUCK_SIZE[1] * 0.7 * max(0.05, bed), (110, 80, 50)
+        )
         rear_c = m.joint() - 0.5 * LR * np.array([math.cos(m.rear_yaw()), math.sin(m.rear_yaw())])
         cv.box(rear_c, m.rear_yaw(), LR + 1.6, 2.5, (200, 150, 0))
         cv.box(m.front_axle() - 0.3 * LF * m.heading_vec(), m.yaw, LF + 0.6, 2.4, (240, 180, 0))
         pivot_d, pivot_h = m.bucket_pivot()
         shade = int(170 - 110 * m.fill)
         lift = int(min(60, max(0, 15 * pivot_h)))  # a raised bucket is drawn lighter
-        cv.box(m.to_world(pivot_d + 0.5 * LIP_LEN), m.yaw, LIP_LEN, BUCKET_WIDTH, (shade + lift, shade + lift, shade + lift))
+        cv.box(
+            m.to_world(pivot_d + 0.5 * LIP_LEN),
+            m.yaw,
+            LIP_LEN,
+            BUCKET_WIDTH,
+            (shade + lift, shade + lift, shade + lift),
+        )
         return cv.image

@@ -72,7 +72,9 @@ class WheelLoaderDigDumpExpert:
             boom_cmd = self._valve(m.boom, BOOM_RANGE[0], 2.0)
             bucket_cmd = self._valve(m.bucket, 0.05)
             to_pile = site.pile_xy - m.front_axle()
-            steering = float(np.clip(1.5 * _wrap(math.atan2(to_pile[1], to_pile[0]) - m.yaw), -MAX_ARTICULATION, MAX_ARTICULATION))
+            steering = float(
+                np.clip(1.5 * _wrap(math.atan2(to_pile[1], to_pile[0]) - m.yaw), -MAX_ARTICULATION, MAX_ARTICULATION)
+            )
             ready = m.boom < BOOM_RANGE[0] + 0.1
             throttle, brake = self._speed(m.v, 2.0 if ready else 0.8)
             if site.pile_surface(m.to_world(lip_d)) - lip_h > 0.05:
@@ -115,7 +117,9 @@ class WheelLoaderDigDumpExpert:
             along = float(np.dot(to_stop, into))
             target = stop - into * max(0.0, min(4.0, along - 1.0))
             to_t = target - m.front_axle()
-            steering = float(np.clip(1.5 * _wrap(math.atan2(to_t[1], to_t[0]) - m.yaw), -MAX_ARTICULATION, MAX_ARTICULATION))
+            steering = float(
+                np.clip(1.5 * _wrap(math.atan2(to_t[1], to_t[0]) - m.yaw), -MAX_ARTICULATION, MAX_ARTICULATION)
+            )
             boom_ready = m.boom > DUMP_BOOM - 0.1
             speed = min(2.0, 0.5 * along + 0.2) if boom_ready or along > 4.0 else 0.0
             throttle, brake = self._speed(m.v, speed)
@@ -128,4 +132,3 @@ class WheelLoaderDigDumpExpert:
             boom_cmd = self._valve(m.boom, DUMP_BOOM)
             bucket_cmd = -1.0
         return np.array([throttle, steering, boom_cmd, bucket_cmd, brake, gear], dtype=np.float32)
-

@@ -81,7 +81,16 @@ class WheelLoaderModel:
     spilled: float = 0.0
     crashed: bool = False
     gear_engaged: float = 0.0
-    command: dict[str, float] = field(default_factory=lambda: {"throttle": 0.0, "steering": 0.0, "boom": 0.0, "bucket": 0.0, "brake": 1.0, "gear": 0.0})
+    command: dict[str, float] = field(
+        default_factory=lambda: {
+            "throttle": 0.0,
+            "steering": 0.0,
+            "boom": 0.0,
+            "bucket": 0.0,
+            "brake": 1.0,
+            "gear": 0.0,
+        }
+    )
     _rates: np.ndarray = field(default_factory=lambda: np.zeros(4))  # yaw, articulation, boom, bucket rates
     _load: float = 0.0
 
@@ -120,15 +129,36 @@ class WheelLoaderModel:
         self.command = cmd
 
     def telemetry(self) -> dict[str, float]:
-        hyd = min(330.0, 25.0 + 200.0 * (BUCKET_KG + self.fill * CAPACITY_KG) / (BUCKET_KG + CAPACITY_KG)
-                  * max(0.2, math.cos(self.boom)) + 80.0 * abs(self.command["boom"]) + 60.0 * abs(self.command["bucket"]))
+        hyd = min(
+            330.0,
+            25.0
+            + 200.0 * (BUCKET_KG + self.fill * CAPACITY_KG) / (BUCKET_KG + CAPACITY_KG) * max(0.2, math.cos(self.boom))
+            + 80.0 * abs(self.command["boom"])
+            + 60.0 * abs(self.command["bucket"]),
+        )
         load = min(1.0, self._load)
         return {
-            "x": self.x, "y": self.y, "z": 0.0, "roll": 0.0, "pitch": 0.0, "yaw": _wrap(self.yaw),
-            "vx": self.v, "vy": 0.0, "vz": 0.0, "roll_rate": 0.0, "pitch_rate": 0.0, "yaw_rate": float(self._rates[0]),
-            "articulation": self.articulation, "boom_angle": self.boom, "bucket_angle": self.bucket,
-            "articulation_rate": float(self._rates[1]), "boom_rate": float(self._rates[2]), "bucket_rate": float(self._rates[3]),
-            "engine_rpm": self.rpm, "engine_load": load, "hydraulic_pressure": hyd,
+            "x": self.x,
+            "y": self.y,
+            "z": 0.0,
+            "roll": 0.0,
+            "pitch": 0.0,
+            "yaw": _wrap(self.yaw),
+            "vx": self.v,
+            "vy": 0.0,
+            "vz": 0.0,
+            "roll_rate": 0.0,
+            "pitch_rate": 0.0,
+            "yaw_rate": float(self._rates[0]),
+            "articulation": self.articulation,
+            "boom_angle": self.boom,
+            "bucket_angle": self.bucket,
+            "articulation_rate": float(self._rates[1]),
+            "boom_rate": float(self._rates[2]),
+            "bucket_rate": float(self._rates[3]),
+            "engine_rpm": self.rpm,
+            "engine_load": load,
+            "hydraulic_pressure": hyd,
             "fuel_rate": min(80.0, 4.0 + 60.0 * load * self.rpm / MAX_RPM),
             "gear_engaged": self.gear_engaged,
         }

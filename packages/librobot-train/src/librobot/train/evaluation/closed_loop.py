@@ -71,9 +71,17 @@ class ClosedLoopReport:
         for env in dict.fromkeys(r.env for r in self.results):
             rows = [r for r in self.results if r.env == env]
             wins = sum(r.success for r in rows)
-            out[env] = EnvSummary(env, rows[0].task, len(rows), wins, wins / len(rows), wilson_interval(wins, len(rows)),
-                                  float(np.mean([r.length for r in rows])), _mean(r.max_reward for r in rows),
-                                  _mean(r.max_coverage for r in rows))
+            out[env] = EnvSummary(
+                env,
+                rows[0].task,
+                len(rows),
+                wins,
+                wins / len(rows),
+                wilson_interval(wins, len(rows)),
+                float(np.mean([r.length for r in rows])),
+                _mean(r.max_reward for r in rows),
+                _mean(r.max_coverage for r in rows),
+            )
         return out
 
     @property
@@ -234,8 +242,15 @@ def evaluate_closed_loop(
     report = ClosedLoopReport()
     log_file = None
     if episode_log is not None:
-        settings = dict(envs=names, episodes=episodes, seed=seed, n_action_steps=n_action_steps, max_steps=max_steps,
-                        env_kwargs=kwargs, videos_per_env=videos_per_env)
+        settings = dict(
+            envs=names,
+            episodes=episodes,
+            seed=seed,
+            n_action_steps=n_action_steps,
+            max_steps=max_steps,
+            env_kwargs=kwargs,
+            videos_per_env=videos_per_env,
+        )
         log_file = EpisodeLog(episode_log, settings)
         jobs = _take_logged_episodes(log_file, resume, report, jobs)
     earlier_seconds = report.seconds
@@ -267,7 +282,9 @@ def evaluate_closed_loop(
         slot.clock = SimClock()
         slot.proxy = _PrecomputedChunk(policy.action_dim, policy.chunk_size, obs_horizon(policy))
         config = RuntimeConfig(control_hz=float(slot.env.fps), mode="sync", n_action_steps=n_action_steps)
-        slot.runtime = PolicyRuntime(slot.proxy, sim_safety_layer(slot.env, slot.clock), config, clock=slot.clock, task=slot.env.task)
+        slot.runtime = PolicyRuntime(
+            slot.proxy, sim_safety_layer(slot.env, slot.clock), config, clock=slot.clock, task=slot.env.task
+        )
         slot.observation, _ = slot.env.reset(seed=episode_seed)
         slot.steps, slot.limit = 0, int(max_steps or slot.env.max_episode_steps)
         slot.max_reward, slot.max_coverage = float("-inf"), None
@@ -281,11 +298,17 @@ def evaluate_closed_loop(
             from librobot.train.evaluation.video import write_video
 
             path = str(write_video(Path(video_dir) / f"{name}_seed{episode_seed}.mp4", slot.frames, fps=slot.env.fps))
-        result = EpisodeResult(name, slot.env.task, episode_seed, success, slot.steps, path, slot.max_reward, slot.max_coverage)
+        result = EpisodeResult(
+            name, slot.env.task, episode_seed, success, slot.steps, path, slot.max_reward, slot.max_coverage
+        )
         report.results.append(result)
         if log_file is not None:
-            totals = dict(seconds=earlier_seconds + time.perf_counter() - started, env_steps=report.env_steps,
-                          policy_calls=report.policy_calls, chunks=report.chunks)
+            totals = dict(
+                seconds=earlier_seconds + time.perf_counter() - started,
+                env_steps=report.env_steps,
+                policy_calls=report.policy_calls,
+                chunks=report.chunks,
+            )
             log_file.append({"episode": asdict(result), "totals": totals})
         bar.advance(success)
 
@@ -308,7 +331,9 @@ def evaluate_closed_loop(
                     chunks = np.stack([policy.predict_chunk(o, t) for o, t in zip(observations, tasks)])
                     report.policy_calls += len(needing)
                 if chunks.shape[0] != len(needing) or not np.isfinite(chunks).all():
-                    raise SpecError(f"the policy returned {chunks.shape} chunks with non-finite values for {len(needing)} requests")
+                    raise SpecError(
+                        f"the policy returned {chunks.shape} chunks with non-finite values for {len(needing)} requests"
+                    )
                 report.chunks += len(needing)
                 for s, chunk in zip(needing, chunks):
                     s.proxy.chunk = chunk
@@ -387,11 +412,15 @@ def summary_lines(report: ClosedLoopReport) -> list[str]:
     lines = []
     for env, s in report.per_env().items():
         coverage = f"  mean max coverage {s.mean_max_coverage:.3f}" if s.mean_max_coverage is not None else ""
-        lines.append(f"{env:<34} {s.successes:>3}/{s.episodes:<3} {s.success_rate:6.1%}  "
-                     f"[{s.ci95[0]:.0%}, {s.ci95[1]:.0%}]  mean length {s.mean_length:.0f}{coverage}")
+        lines.append(
+            f"{env:<34} {s.successes:>3}/{s.episodes:<3} {s.success_rate:6.1%}  "
+            f"[{s.ci95[0]:.0%}, {s.ci95[1]:.0%}]  mean length {s.mean_length:.0f}{coverage}"
+        )
     lo, hi = report.ci95
-    lines.append(f"{'all':<34} {sum(r.success for r in report.results):>3}/{len(report.results):<3} "
-                 f"{report.success_rate:6.1%}  [{lo:.0%}, {hi:.0%}]  ({report.seconds:.0f} s, "
-                 f"{report.env_steps / max(report.seconds, 1e-9):.0f} env steps/s, {report.chunks} chunks in "
-                 f"{report.policy_calls} policy calls)")
+    lines.append(
+        f"{'all':<34} {sum(r.success for r in report.results):>3}/{len(report.results):<3} "
+        f"{report.success_rate:6.1%}  [{lo:.0%}, {hi:.0%}]  ({report.seconds:.0f} s, "
+        f"{report.env_steps / max(report.seconds, 1e-9):.0f} env steps/s, {report.chunks} chunks in "
+        f"{report.policy_calls} policy calls)"
+    )
     return lines

@@ -39,7 +39,9 @@ class EpisodeLog:
             return [], {}
         written = records[0].get("settings")
         if written != self.settings:
-            differ = sorted(k for k in {*self.settings, *(written or {})} if (written or {}).get(k) != self.settings.get(k))
+            differ = sorted(
+                k for k in {*self.settings, *(written or {})} if (written or {}).get(k) != self.settings.get(k)
+            )
             raise ConfigError(
                 f"{self.path} holds episodes of an evaluation with other settings ({', '.join(differ)} differ); "
                 "delete it to start over, or evaluate with the settings it was written with"

@@ -81,7 +81,12 @@ class _ErrorSums:
     def result(self, count: Any) -> dict[str, Any]:
         mse = (self.squared / count.clamp_min(1)).numpy()
         l1 = (self.absolute / count.clamp_min(1)).numpy()
-        return {"mse": float(np.mean(mse)), "l1": float(np.mean(l1)), "mse_per_dim": mse.tolist(), "l1_per_dim": l1.tolist()}
+        return {
+            "mse": float(np.mean(mse)),
+            "l1": float(np.mean(l1)),
+            "mse_per_dim": mse.tolist(),
+            "l1_per_dim": l1.tolist(),
+        }
 
 
 def evaluate_offline(
@@ -106,7 +111,11 @@ def evaluate_offline(
         if max_batches is not None and i >= max_batches:
             break
         target = batch[B.ACTION].float()
-        valid = (~batch[B.ACTION_IS_PAD]).float().unsqueeze(-1) if B.ACTION_IS_PAD in batch else torch.ones_like(target[..., :1])
+        valid = (
+            (~batch[B.ACTION_IS_PAD]).float().unsqueeze(-1)
+            if B.ACTION_IS_PAD in batch
+            else torch.ones_like(target[..., :1])
+        )
         with_baselines = PREVIOUS_ACTION in batch
         if with_baselines:  # the first frame of an episode has no previous action: left out everywhere
             valid = valid * (~batch[PREVIOUS_IS_PAD]).float().view(-1, 1, 1)

@@ -30,10 +30,18 @@ class ACTConfig(HeadConfig):
     def validate(self) -> None:
         super().validate()
         name = "ACTConfig"
-        positive(name, hidden_dim=self.hidden_dim, num_heads=self.num_heads, encoder_depth=self.encoder_depth,
-                 decoder_depth=self.decoder_depth, latent_dim=self.latent_dim)
+        positive(
+            name,
+            hidden_dim=self.hidden_dim,
+            num_heads=self.num_heads,
+            encoder_depth=self.encoder_depth,
+            decoder_depth=self.decoder_depth,
+            latent_dim=self.latent_dim,
+        )
         if self.hidden_dim % self.num_heads:
-            raise ConfigError(f"{name}.hidden_dim ({self.hidden_dim}) must be divisible by num_heads ({self.num_heads})")
+            raise ConfigError(
+                f"{name}.hidden_dim ({self.hidden_dim}) must be divisible by num_heads ({self.num_heads})"
+            )
         if self.kl_weight < 0:
             raise ConfigError(f"{name}.kl_weight must be >= 0, got {self.kl_weight}")
         choice(name, "loss", self.loss, ("l1", "mse"))

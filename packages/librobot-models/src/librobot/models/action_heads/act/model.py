@@ -31,7 +31,9 @@ class ACTHead(ActionHeadBase):
         self.enc_cond = nn.Linear(c.cond_dim, d)
         self.enc_action = nn.Linear(c.action_dim, d)
         # learned positions/queries start sinusoidal: distinct per step from the first update
-        self.enc_pos = nn.Parameter(sinusoidal_embedding(torch.arange(c.horizon + 2, dtype=torch.float32), d).unsqueeze(0))
+        self.enc_pos = nn.Parameter(
+            sinusoidal_embedding(torch.arange(c.horizon + 2, dtype=torch.float32), d).unsqueeze(0)
+        )
         self.encoder = Transformer(d, c.encoder_depth, c.num_heads, **block)
         self.to_latent = nn.Linear(d, 2 * c.latent_dim)
         # decoder
@@ -45,9 +47,12 @@ class ACTHead(ActionHeadBase):
     def encode(self, c: Conditioning, actions: Tensor, valid: Tensor | None) -> tuple[Tensor, Tensor]:
         """q(z | actions, cond): (mu, logvar), each [B, latent_dim]."""
         b = c.batch_size
-        tokens = torch.cat(
-            [self.enc_cls.expand(b, -1, -1), self.enc_cond(c.pooled).unsqueeze(1), self.enc_action(actions)], dim=1
-        ) + self.enc_pos
+        tokens = (
+            torch.cat(
+                [self.enc_cls.expand(b, -1, -1), self.enc_cond(c.pooled).unsqueeze(1), self.enc_action(actions)], dim=1
+            )
+            + self.enc_pos
+        )
         mask = None
         if valid is not None:  # padded steps are hidden from the encoder
             mask = torch.cat([torch.ones(b, 2, dtype=torch.bool, device=actions.device), valid > 0], dim=1)
@@ -58,7 +63,8 @@ class ACTHead(ActionHeadBase):
     def decode(self, c: Conditioning, z: Tensor) -> Tensor:
         b = c.batch_size
         memory = torch.cat(
-            [self.mem_latent(z).unsqueeze(1) + self.mem_type[:, :1], self.mem_cond(c.tokens) + self.mem_type[:, 1:]], dim=1
+            [self.mem_latent(z).unsqueeze(1) + self.mem_type[:, :1], self.mem_cond(c.tokens) + self.mem_type[:, 1:]],
+            dim=1,
         )
         mask = None
         if c.mask is not None:
@@ -66,7 +72,15 @@ class ACTHead(ActionHeadBase):
         h = self.decoder(self.queries.expand(b, -1, -1), context=memory, context_mask=mask)
         return self.out(h)
 
-    def forward(self, cond: Tensor, actions: Tensor, *, cond_mask: Tensor | None = None, action_is_pad: Tensor | None = None, generator: torch.Generator | None = None) -> dict[str, Tensor]:
+    def forward(
+        self,
+        cond: Tensor,
+        actions: Tensor,
+        *,
+        cond_mask: Tensor | None = None,
+        action_is_pad: Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> dict[str, Tensor]:
         c, valid = self._prep(cond, cond_mask, actions, action_is_pad)
         mu, logvar = self.encode(c, actions, valid)
         eps = torch.randn(mu.shape, generator=generator, dtype=mu.dtype, device=mu.device)

@@ -40,14 +40,20 @@ class AutoregressiveConfig(HeadConfig):
         name = "AutoregressiveConfig"
         positive(name, num_bins=self.num_bins, hidden_dim=self.hidden_dim, depth=self.depth, num_heads=self.num_heads)
         if self.hidden_dim % self.num_heads:
-            raise ConfigError(f"{name}.hidden_dim ({self.hidden_dim}) must be divisible by num_heads ({self.num_heads})")
+            raise ConfigError(
+                f"{name}.hidden_dim ({self.hidden_dim}) must be divisible by num_heads ({self.num_heads})"
+            )
         if self.max_tokens is not None and self.max_tokens <= 0:
             raise ConfigError(f"{name}.max_tokens must be > 0 or None, got {self.max_tokens}")
         if self.temperature < 0 or self.top_k < 0:
             raise ConfigError(f"{name}.temperature and top_k must be >= 0, got {self.temperature}, {self.top_k}")
         choice(name, "mlp", self.mlp, ("gelu", "gelu_tanh", "relu", "silu", "swiglu", "geglu"))
-        if not isinstance(self.tokenizer_kwargs, dict) or (self.tokenizer_state is not None and not isinstance(self.tokenizer_state, dict)):
-            raise ConfigError(f"{name}.tokenizer_kwargs and tokenizer_state must be dicts (tokenizer_state may be None)")
+        if not isinstance(self.tokenizer_kwargs, dict) or (
+            self.tokenizer_state is not None and not isinstance(self.tokenizer_state, dict)
+        ):
+            raise ConfigError(
+                f"{name}.tokenizer_kwargs and tokenizer_state must be dicts (tokenizer_state may be None)"
+            )
 
     @property
     def sequence_length(self) -> int:

@@ -45,7 +45,13 @@ class AutoregressiveHead(ActionHeadBase):
     config_class = AutoregressiveConfig
     config: AutoregressiveConfig
 
-    def __init__(self, config: AutoregressiveConfig | dict | None = None, *, tokenizer: ActionTokenizerInterface | str | None = None, **overrides: Any) -> None:
+    def __init__(
+        self,
+        config: AutoregressiveConfig | dict | None = None,
+        *,
+        tokenizer: ActionTokenizerInterface | str | None = None,
+        **overrides: Any,
+    ) -> None:
         if isinstance(tokenizer, str):
             overrides["tokenizer"] = tokenizer
         elif tokenizer is not None:  # a fitted tokenizer object: keep what rebuilds it in the config
@@ -54,7 +60,8 @@ class AutoregressiveHead(ActionHeadBase):
         super().__init__(config, **overrides)
         c = self.config
         self.tokenizer: UniformBins | RegistryTokenizer = (
-            RegistryTokenizer(tokenizer) if isinstance(tokenizer, ActionTokenizerInterface)
+            RegistryTokenizer(tokenizer)
+            if isinstance(tokenizer, ActionTokenizerInterface)
             else build_tokenizer(c.tokenizer, num_bins=c.num_bins, state=c.tokenizer_state, kwargs=c.tokenizer_kwargs)
         )
         try:
@@ -68,8 +75,19 @@ class AutoregressiveHead(ActionHeadBase):
         self.length = c.sequence_length + (0 if self.tokenizer.fixed_length else 1)  # + EOS
         d = c.hidden_dim
         self.embed = nn.Embedding(v + 3, d)
-        self.pos = nn.Parameter(sinusoidal_embedding(torch.arange(self.length, dtype=torch.float32), d).unsqueeze(0))  # learned, sinusoidal start
-        self.decoder = Transformer(d, c.depth, c.num_heads, causal=True, cross_attention=True, context_dim=c.cond_dim, mlp=c.mlp, dropout=c.dropout)
+        self.pos = nn.Parameter(
+            sinusoidal_embedding(torch.arange(self.length, dtype=torch.float32), d).unsqueeze(0)
+        )  # learned, sinusoidal start
+        self.decoder = Transformer(
+            d,
+            c.depth,
+            c.num_heads,
+            causal=True,
+            cross_attention=True,
+            context_dim=c.cond_dim,
+            mlp=c.mlp,
+            dropout=c.dropout,
+        )
         self.out = nn.Linear(d, v + 1)
 
     # ---------------------------------------------------------------------------- tokens
@@ -77,7 +95,11 @@ class AutoregressiveHead(ActionHeadBase):
         """Target ids [B, length] and their loss weights [B, length]."""
         if isinstance(self.tokenizer, UniformBins):
             ids = self.tokenizer.encode(actions)
-            weight = torch.ones_like(ids, dtype=actions.dtype) if valid is None else valid.repeat_interleave(self.action_dim, dim=1).to(actions.dtype)
+            weight = (
+                torch.ones_like(ids, dtype=actions.dtype)
+                if valid is None
+                else valid.repeat_interleave(self.action_dim, dim=1).to(actions.dtype)
+            )
             return ids, weight
         # Variable-length tokens cannot be tied to steps: padded steps repeat the last real step
         # (the chunk "holds" after the episode ends), and the whole sequence is learned.
@@ -92,16 +114,33 @@ class AutoregressiveHead(ActionHeadBase):
         ids = ids.to(actions.device)
         return ids, (ids != self.pad).to(actions.dtype)
 
-    def _logits(self, inputs: Tensor, c: Conditioning, context_kv=None, past_kv=None, start: int = 0, return_kv: bool = False):
+    def _logits(
+        self, inputs: Tensor, c: Conditioning, context_kv=None, past_kv=None, start: int = 0, return_kv: bool = False
+    ):
         h = self.embed(inputs) + self.pos[:, start : start + inputs.shape[1]]
-        out = self.decoder(h, context=None if context_kv is not None else c.tokens, context_kv=context_kv, context_mask=c.mask, past_kv=past_kv, return_kv=return_kv)
+        out = self.decoder(
+            h,
+            context=None if context_kv is not None else c.tokens,
+            context_kv=context_kv,
+            context_mask=c.mask,
+            past_kv=past_kv,
+            return_kv=return_kv,
+        )
         if return_kv:
             h, kv = out
             return self.out(h), kv
         return self.out(out)
 
     # -------------------------------------------------------------------------- training
-    def forward(self, cond: Tensor, actions: Tensor, *, cond_mask: Tensor | None = None, action_is_pad: Tensor | None = None, generator: torch.Generator | None = None) -> dict[str, Tensor]:
+    def forward(
+        self,
+        cond: Tensor,
+        actions: Tensor,
+        *,
+        cond_mask: Tensor | None = None,
+        action_is_pad: Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> dict[str, Tensor]:
         c, valid = self._prep(cond, cond_mask, actions, action_is_pad)
         ids, weight = self.tokenize(actions, valid)
         bos = torch.full((ids.shape[0], 1), self.bos, dtype=torch.long, device=ids.device)
@@ -116,8 +155,16 @@ class AutoregressiveHead(ActionHeadBase):
 
     # ------------------------------------------------------------------------- inference
     @torch.no_grad()
-    def generate(self, cond: Tensor, *, cond_mask: Tensor | None = None, generator: torch.Generator | None = None,
-                 temperature: float | None = None, top_k: int | None = None, use_cache: bool = True) -> tuple[Tensor, Tensor]:
+    def generate(
+        self,
+        cond: Tensor,
+        *,
+        cond_mask: Tensor | None = None,
+        generator: torch.Generator | None = None,
+        temperature: float | None = None,
+        top_k: int | None = None,
+        use_cache: bool = True,
+    ) -> tuple[Tensor, Tensor]:
         """Token ids [B, length] (PAD after EOS) and the logits they were drawn from [B, length, V+1]."""
         c = self.condition(cond, cond_mask)
         temperature = self.config.temperature if temperature is None else temperature
@@ -149,12 +196,25 @@ class AutoregressiveHead(ActionHeadBase):
         return ids, torch.stack(all_logits, dim=1)
 
     @torch.no_grad()
-    def predict(self, cond: Tensor, *, cond_mask: Tensor | None = None, generator: torch.Generator | None = None, noise: Tensor | None = None,
-                temperature: float | None = None, top_k: int | None = None, use_cache: bool = True) -> Tensor:
+    def predict(
+        self,
+        cond: Tensor,
+        *,
+        cond_mask: Tensor | None = None,
+        generator: torch.Generator | None = None,
+        noise: Tensor | None = None,
+        temperature: float | None = None,
+        top_k: int | None = None,
+        use_cache: bool = True,
+    ) -> Tensor:
         """Decode a chunk; greedy unless ``temperature`` > 0 (then draws come from ``generator``)."""
         if noise is not None:
-            raise SpecError("the autoregressive head takes no noise; its randomness is token sampling (pass generator=)")
-        ids, _ = self.generate(cond, cond_mask=cond_mask, generator=generator, temperature=temperature, top_k=top_k, use_cache=use_cache)
+            raise SpecError(
+                "the autoregressive head takes no noise; its randomness is token sampling (pass generator=)"
+            )
+        ids, _ = self.generate(
+            cond, cond_mask=cond_mask, generator=generator, temperature=temperature, top_k=top_k, use_cache=use_cache
+        )
         if isinstance(self.tokenizer, UniformBins):
             return self.tokenizer.decode(ids, self.horizon, self.action_dim).to(cond.dtype)
         lists = []

@@ -48,7 +48,9 @@ class RegistryTokenizer:
 
     def __init__(self, tokenizer: ActionTokenizerInterface) -> None:
         if not isinstance(tokenizer, ActionTokenizerInterface):
-            raise ConfigError(f"tokenizer must implement librobot.core.interfaces.ActionTokenizerInterface, got {type(tokenizer).__name__}")
+            raise ConfigError(
+                f"tokenizer must implement librobot.core.interfaces.ActionTokenizerInterface, got {type(tokenizer).__name__}"
+            )
         self.tokenizer = tokenizer
 
     @property
@@ -59,7 +61,9 @@ class RegistryTokenizer:
         lists = self.tokenizer.encode(actions.detach().to(torch.float64).cpu().numpy())
         for seq in lists:
             if any(not 0 <= int(t) < self.vocab_size for t in seq):
-                raise SpecError(f"tokenizer produced ids outside [0, {self.vocab_size}); it is inconsistent with its vocab_size")
+                raise SpecError(
+                    f"tokenizer produced ids outside [0, {self.vocab_size}); it is inconsistent with its vocab_size"
+                )
         return [[int(t) for t in seq] for seq in lists]
 
     def decode(self, lists: list[list[int]], horizon: int, action_dim: int) -> Tensor:
@@ -76,7 +80,7 @@ def _registry_name_of(cls: type) -> str:
             return entry.name
     log.warning(
         "action tokenizer %s is not registered: a policy saved with it names it as code (%s) and reloads only "
-        "with trust_remote_code=True. Register it (\"tokenizer\" registry, librobot.plugins entry point) to avoid that.",
+        'with trust_remote_code=True. Register it ("tokenizer" registry, librobot.plugins entry point) to avoid that.',
         cls.__qualname__,
         target,
     )
@@ -96,7 +100,9 @@ def _tokenizer_class(name: str) -> Any:
         ) from None
 
 
-def build_tokenizer(name: str, *, num_bins: int, state: dict[str, Any] | None, kwargs: dict[str, Any]) -> UniformBins | RegistryTokenizer:
+def build_tokenizer(
+    name: str, *, num_bins: int, state: dict[str, Any] | None, kwargs: dict[str, Any]
+) -> UniformBins | RegistryTokenizer:
     if name == "uniform":
         return UniformBins(num_bins)
     factory = _tokenizer_class(name)

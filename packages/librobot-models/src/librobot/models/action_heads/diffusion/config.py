@@ -47,10 +47,23 @@ class DiffusionConfig(DenoiserConfig):
         choice(name, "sampler", self.sampler, SAMPLERS[self.formulation])
         choice(name, "prediction_type", self.prediction_type, ("epsilon", "sample", "v_prediction"))
         choice(name, "beta_schedule", self.beta_schedule, ("squaredcos_cap_v2", "linear"))
-        positive(name, num_train_timesteps=self.num_train_timesteps, num_inference_steps=self.num_inference_steps,
-                 sigma_min=self.sigma_min, sigma_data=self.sigma_data, rho=self.rho, p_std=self.p_std)
-        if self.formulation == "epsilon" and self.sampler == "ddim" and self.num_inference_steps > self.num_train_timesteps:
-            raise ConfigError(f"{name}.num_inference_steps ({self.num_inference_steps}) exceeds num_train_timesteps ({self.num_train_timesteps})")
+        positive(
+            name,
+            num_train_timesteps=self.num_train_timesteps,
+            num_inference_steps=self.num_inference_steps,
+            sigma_min=self.sigma_min,
+            sigma_data=self.sigma_data,
+            rho=self.rho,
+            p_std=self.p_std,
+        )
+        if (
+            self.formulation == "epsilon"
+            and self.sampler == "ddim"
+            and self.num_inference_steps > self.num_train_timesteps
+        ):
+            raise ConfigError(
+                f"{name}.num_inference_steps ({self.num_inference_steps}) exceeds num_train_timesteps ({self.num_train_timesteps})"
+            )
         if self.sigma_max <= self.sigma_min:
             raise ConfigError(f"{name}.sigma_max ({self.sigma_max}) must exceed sigma_min ({self.sigma_min})")
         if self.clip_sample is not None and self.clip_sample <= 0:

@@ -44,7 +44,15 @@ class DiffusionHead(ActionHeadBase):
         return c_skip * x + c_out * self.denoiser(c_in * x, sigma.log().to(x.dtype) / 4, prepared)
 
     # ---------------------------------------------------------------------------- training
-    def forward(self, cond: Tensor, actions: Tensor, *, cond_mask: Tensor | None = None, action_is_pad: Tensor | None = None, generator: torch.Generator | None = None) -> dict[str, Tensor]:
+    def forward(
+        self,
+        cond: Tensor,
+        actions: Tensor,
+        *,
+        cond_mask: Tensor | None = None,
+        action_is_pad: Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> dict[str, Tensor]:
         c, valid = self._prep(cond, cond_mask, actions, action_is_pad)
         b = c.batch_size
         prepared = self.denoiser.prepare(c)
@@ -61,7 +69,13 @@ class DiffusionHead(ActionHeadBase):
         x_t = acp.sqrt() * actions + (1 - acp).sqrt() * noise
         out = self.denoiser(x_t, t.to(actions.dtype), prepared)
         kind = self.config.prediction_type
-        target = noise if kind == "epsilon" else actions if kind == "sample" else acp.sqrt() * noise - (1 - acp).sqrt() * actions
+        target = (
+            noise
+            if kind == "epsilon"
+            else actions
+            if kind == "sample"
+            else acp.sqrt() * noise - (1 - acp).sqrt() * actions
+        )
         loss = masked_mean((out - target).pow(2), valid)
         return {"loss": loss, f"{kind}_mse": loss.detach()}
 
@@ -108,7 +122,9 @@ class DiffusionHead(ActionHeadBase):
             if sampler == "ddpm":
                 return kernels.ddpm_sample(eps_fn, x, self._acp, clip_sample=cfg.clip_sample, generator=generator)
             timesteps = ddim_timesteps(cfg.num_train_timesteps, steps)
-            return kernels.ddim_sample(eps_fn, x, self._acp, timesteps, eta=cfg.ddim_eta, clip_sample=cfg.clip_sample, generator=generator)
+            return kernels.ddim_sample(
+                eps_fn, x, self._acp, timesteps, eta=cfg.ddim_eta, clip_sample=cfg.clip_sample, generator=generator
+            )
         sigmas = karras_sigmas(steps, cfg.sigma_min, cfg.sigma_max, cfg.rho)
         x = x * sigmas[0]
         denoise_fn = lambda xs, s: self._edm_denoise(xs, full(s), prepared())  # noqa: E731

@@ -9,14 +9,18 @@ import torch
 from librobot.core.errors import ConfigError
 
 
-def alphas_cumprod(num_steps: int, schedule: str = "squaredcos_cap_v2", beta_start: float = 1e-4, beta_end: float = 0.02) -> torch.Tensor:
+def alphas_cumprod(
+    num_steps: int, schedule: str = "squaredcos_cap_v2", beta_start: float = 1e-4, beta_end: float = 0.02
+) -> torch.Tensor:
     """ᾱ_t for t = 0 … T−1. "squaredcos_cap_v2": Nichol & Dhariwal's cosine schedule with β ≤ 0.999;
     "linear": Ho et al.'s linear betas."""
     if schedule == "linear":
         betas = torch.linspace(beta_start, beta_end, num_steps, dtype=torch.float64)
     elif schedule == "squaredcos_cap_v2":
         f = lambda t: math.cos((t + 0.008) / 1.008 * math.pi / 2) ** 2  # noqa: E731
-        betas = torch.tensor([min(1 - f((i + 1) / num_steps) / f(i / num_steps), 0.999) for i in range(num_steps)], dtype=torch.float64)
+        betas = torch.tensor(
+            [min(1 - f((i + 1) / num_steps) / f(i / num_steps), 0.999) for i in range(num_steps)], dtype=torch.float64
+        )
     else:
         raise ConfigError(f"unknown beta schedule '{schedule}'")
     return torch.cumprod(1.0 - betas, dim=0)

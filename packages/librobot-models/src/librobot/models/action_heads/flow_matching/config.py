@@ -43,6 +43,11 @@ class FlowMatchingConfig(DenoiserConfig):
         choice(name, "ot_method", self.ot_method, ("exact", "sinkhorn"))
         choice(name, "time_sampling", self.time_sampling, ("uniform", "logit_normal", "beta"))
         choice(name, "integrator", self.integrator, ("euler", "heun"))
-        positive(name, num_inference_steps=self.num_inference_steps, sinkhorn_reg=self.sinkhorn_reg, sinkhorn_iters=self.sinkhorn_iters)
+        positive(
+            name,
+            num_inference_steps=self.num_inference_steps,
+            sinkhorn_reg=self.sinkhorn_reg,
+            sinkhorn_iters=self.sinkhorn_iters,
+        )
         if self.sigma < 0 or self.ot_cond_weight < 0:
             raise ConfigError(f"{name}.sigma and ot_cond_weight must be >= 0, got {self.sigma}, {self.ot_cond_weight}")

@@ -15,7 +15,9 @@ from torch import Tensor
 from librobot.core.extras import require
 
 
-def coupling_cost(x: Tensor, noise: Tensor, cond: Tensor | None = None, valid: Tensor | None = None, cond_weight: float = 0.0) -> Tensor:
+def coupling_cost(
+    x: Tensor, noise: Tensor, cond: Tensor | None = None, valid: Tensor | None = None, cond_weight: float = 0.0
+) -> Tensor:
     """C[i, j] = mean over i's valid coordinates of (x_i − n_j)², plus cond_weight · ‖c_i − c_j‖² /
     mean_{i≠j} ‖c_i − c_j‖² (scale-free). x, noise [B, d]; valid [B, d] in {0, 1}; cond [B, k]."""
     x, n = x.double(), noise.double()
@@ -35,7 +37,9 @@ def coupling_cost(x: Tensor, noise: Tensor, cond: Tensor | None = None, valid: T
 
 def exact_assignment(cost: Tensor) -> Tensor:
     """The permutation j(i) minimising Σ_i C[i, j(i)] (Hungarian / Jonker–Volgenant, via scipy)."""
-    optimize = require("scipy.optimize", extra="librobot-models[ot]", purpose="the exact OT-CFM coupling (or set ot_method='sinkhorn')")
+    optimize = require(
+        "scipy.optimize", extra="librobot-models[ot]", purpose="the exact OT-CFM coupling (or set ot_method='sinkhorn')"
+    )
     rows, cols = optimize.linear_sum_assignment(cost.detach().cpu().numpy())
     perm = torch.empty(cost.shape[0], dtype=torch.long)
     perm[torch.as_tensor(rows)] = torch.as_tensor(cols)
@@ -48,8 +52,12 @@ def sinkhorn_plan(cost: Tensor, reg: float = 0.05, iters: int = 100) -> Tensor:
     c = cost.double()
     eps = reg * c.mean().clamp_min(1e-12)
     n, m = c.shape
-    log_a = torch.full((n,), -torch.log(torch.tensor(float(n), dtype=torch.float64)), dtype=torch.float64, device=c.device)
-    log_b = torch.full((m,), -torch.log(torch.tensor(float(m), dtype=torch.float64)), dtype=torch.float64, device=c.device)
+    log_a = torch.full(
+        (n,), -torch.log(torch.tensor(float(n), dtype=torch.float64)), dtype=torch.float64, device=c.device
+    )
+    log_b = torch.full(
+        (m,), -torch.log(torch.tensor(float(m), dtype=torch.float64)), dtype=torch.float64, device=c.device
+    )
     f = torch.zeros(n, dtype=torch.float64, device=c.device)
     g = torch.zeros(m, dtype=torch.float64, device=c.device)
     for _ in range(iters):
@@ -73,7 +81,9 @@ def ot_pairing(
     """Indices j(i) into ``noise`` pairing each data row i with a noise row (a permutation for
     "exact"; draws from the plan's rows for "sinkhorn", as POT-based OT-CFM does)."""
     with torch.no_grad():
-        cost = coupling_cost(x.flatten(1), noise.flatten(1), cond, None if valid is None else valid.flatten(1), cond_weight)
+        cost = coupling_cost(
+            x.flatten(1), noise.flatten(1), cond, None if valid is None else valid.flatten(1), cond_weight
+        )
         if method == "exact":
             return exact_assignment(cost)
         plan = sinkhorn_plan(cost, reg, iters)

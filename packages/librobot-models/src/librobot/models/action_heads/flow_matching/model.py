@@ -38,22 +38,39 @@ class FlowMatchingHead(ActionHeadBase):
         # Beta(1.5, 1) by inverting its CDF u^1.5 (keeps the draw on ``generator``)
         return (1 - _BETA_S) + _BETA_S * u.pow(1 / 1.5)
 
-    def forward(self, cond: Tensor, actions: Tensor, *, cond_mask: Tensor | None = None, action_is_pad: Tensor | None = None, generator: torch.Generator | None = None) -> dict[str, Tensor]:
+    def forward(
+        self,
+        cond: Tensor,
+        actions: Tensor,
+        *,
+        cond_mask: Tensor | None = None,
+        action_is_pad: Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> dict[str, Tensor]:
         c, valid = self._prep(cond, cond_mask, actions, action_is_pad)
         cfg, b = self.config, c.batch_size
         noise = torch.randn(actions.shape, generator=generator, dtype=actions.dtype, device=actions.device)
         if cfg.coupling == "ot":
             valid_elems = None if valid is None else valid[:, :, None].expand_as(actions)
             idx = ot_pairing(
-                actions, noise, cond=c.pooled.detach(), valid=valid_elems, cond_weight=cfg.ot_cond_weight,
-                method=cfg.ot_method, reg=cfg.sinkhorn_reg, iters=cfg.sinkhorn_iters, generator=generator,
+                actions,
+                noise,
+                cond=c.pooled.detach(),
+                valid=valid_elems,
+                cond_weight=cfg.ot_cond_weight,
+                method=cfg.ot_method,
+                reg=cfg.sinkhorn_reg,
+                iters=cfg.sinkhorn_iters,
+                generator=generator,
             )
             noise = noise[idx]
         t = self.sample_time(b, generator, actions)
         tt = t.view(-1, 1, 1)
         x_t = (1 - tt) * actions + tt * noise
         if cfg.sigma > 0:
-            x_t = x_t + cfg.sigma * torch.randn(actions.shape, generator=generator, dtype=actions.dtype, device=actions.device)
+            x_t = x_t + cfg.sigma * torch.randn(
+                actions.shape, generator=generator, dtype=actions.dtype, device=actions.device
+            )
         velocity = self.denoiser(x_t, t, self.denoiser.prepare(c))
         loss = masked_mean((velocity - (noise - actions)).pow(2), valid)
         return {"loss": loss, "velocity_mse": loss.detach()}

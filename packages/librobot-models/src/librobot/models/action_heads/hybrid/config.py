@@ -33,4 +33,6 @@ class HybridConfig(HeadConfig):
         positive(name, num_bins=self.num_bins, hidden_dim=self.hidden_dim, num_layers=self.num_layers)
         choice(name, "offset_loss", self.offset_loss, ("l1", "mse"))
         if self.offset_weight < 0 or self.temperature < 0:
-            raise ConfigError(f"{name}.offset_weight and temperature must be >= 0, got {self.offset_weight}, {self.temperature}")
+            raise ConfigError(
+                f"{name}.offset_weight and temperature must be >= 0, got {self.offset_weight}, {self.temperature}"
+            )

@@ -56,13 +56,22 @@ class HybridHead(ActionHeadBase):
         self.register_buffer("centers_ready", torch.zeros((), dtype=torch.bool))
 
     @torch.no_grad()
-    def fit_centers(self, actions: Tensor, *, action_is_pad: Tensor | None = None, iters: int = 25, generator: torch.Generator | None = None) -> Tensor:
+    def fit_centers(
+        self,
+        actions: Tensor,
+        *,
+        action_is_pad: Tensor | None = None,
+        iters: int = 25,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
         """Lloyd's k-means on a sample of training chunks [N, H, A] (N ≥ num_bins); returns the centres."""
         self.check_actions(actions, actions.shape[0])
         w = self.valid_steps(action_is_pad, actions.shape[0])
         w = torch.ones(actions.shape[:2], device=actions.device) if w is None else w
         if actions.shape[0] < self.config.num_bins:
-            raise SpecError(f"fit_centers needs at least num_bins={self.config.num_bins} chunks, got {actions.shape[0]}")
+            raise SpecError(
+                f"fit_centers needs at least num_bins={self.config.num_bins} chunks, got {actions.shape[0]}"
+            )
         centers = kmeans_plus_plus(actions, w, self.config.num_bins, generator)
         for _ in range(iters):
             assign = _distances(actions, centers, w).argmin(1)
@@ -84,9 +93,21 @@ class HybridHead(ActionHeadBase):
         self.counts.add_(den)
         self.centers.add_((num - den.unsqueeze(-1) * self.centers) / self.counts.clamp_min(1.0).unsqueeze(-1))
 
-    def forward(self, cond: Tensor, actions: Tensor, *, cond_mask: Tensor | None = None, action_is_pad: Tensor | None = None, generator: torch.Generator | None = None) -> dict[str, Tensor]:
+    def forward(
+        self,
+        cond: Tensor,
+        actions: Tensor,
+        *,
+        cond_mask: Tensor | None = None,
+        action_is_pad: Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> dict[str, Tensor]:
         c, valid = self._prep(cond, cond_mask, actions, action_is_pad)
-        w = torch.ones(actions.shape[:2], device=actions.device, dtype=actions.dtype) if valid is None else valid.to(actions.dtype)
+        w = (
+            torch.ones(actions.shape[:2], device=actions.device, dtype=actions.dtype)
+            if valid is None
+            else valid.to(actions.dtype)
+        )
         if not bool(self.centers_ready):
             if actions.shape[0] < self.config.num_bins:
                 raise SpecError(
@@ -110,7 +131,15 @@ class HybridHead(ActionHeadBase):
         return {"loss": ce + self.config.offset_weight * offset, "bin_ce": ce.detach(), "offset": offset.detach()}
 
     @torch.no_grad()
-    def predict(self, cond: Tensor, *, cond_mask: Tensor | None = None, generator: torch.Generator | None = None, noise=None, temperature: float | None = None) -> Tensor:
+    def predict(
+        self,
+        cond: Tensor,
+        *,
+        cond_mask: Tensor | None = None,
+        generator: torch.Generator | None = None,
+        noise=None,
+        temperature: float | None = None,
+    ) -> Tensor:
         """Sample a bin (``temperature``, draws from ``generator``; 0 = most likely) and add its offset."""
         if noise is not None:
             raise SpecError("the hybrid head takes no noise; its randomness is the bin draw (pass generator=)")

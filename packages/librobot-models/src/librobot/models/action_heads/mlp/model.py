@@ -16,7 +16,9 @@ from librobot.models.action_heads.mlp.config import MLPHeadConfig
 class _ResidualBlock(nn.Module):
     def __init__(self, dim: int, dropout: float) -> None:
         super().__init__()
-        self.net = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, dim), nn.GELU(), nn.Dropout(dropout), nn.Linear(dim, dim))
+        self.net = nn.Sequential(
+            nn.LayerNorm(dim), nn.Linear(dim, dim), nn.GELU(), nn.Dropout(dropout), nn.Linear(dim, dim)
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         return x + self.net(x)
@@ -39,7 +41,15 @@ class MLPHead(ActionHeadBase):
     def _chunk(self, pooled: Tensor) -> Tensor:
         return self.net(pooled).view(-1, self.horizon, self.action_dim)
 
-    def forward(self, cond: Tensor, actions: Tensor, *, cond_mask: Tensor | None = None, action_is_pad: Tensor | None = None, generator=None) -> dict[str, Tensor]:
+    def forward(
+        self,
+        cond: Tensor,
+        actions: Tensor,
+        *,
+        cond_mask: Tensor | None = None,
+        action_is_pad: Tensor | None = None,
+        generator=None,
+    ) -> dict[str, Tensor]:
         c, valid = self._prep(cond, cond_mask, actions, action_is_pad)
         pred = self._chunk(c.pooled)
         err = (pred - actions).abs() if self.config.loss == "l1" else (pred - actions).pow(2)

@@ -27,7 +27,9 @@ class RoboVLMsConfig(HeadConfig):
         positive(name, hidden_dim=self.hidden_dim)
         dims = [d % self.action_dim if -self.action_dim <= d < self.action_dim else None for d in self.gripper_dims]
         if None in dims or len(set(dims)) != len(dims):
-            raise ConfigError(f"{name}.gripper_dims {self.gripper_dims} must be distinct indices into action_dim={self.action_dim}")
+            raise ConfigError(
+                f"{name}.gripper_dims {self.gripper_dims} must be distinct indices into action_dim={self.action_dim}"
+            )
         if self.gripper_weight < 0:
             raise ConfigError(f"{name}.gripper_weight must be >= 0, got {self.gripper_weight}")
 
@@ -78,4 +80,6 @@ class GPTDecoderConfig(RoboVLMsConfig):
         super().validate()
         positive("GPTDecoderConfig", depth=self.depth, num_heads=self.num_heads, max_cond_tokens=self.max_cond_tokens)
         if self.hidden_dim % self.num_heads:
-            raise ConfigError(f"GPTDecoderConfig.hidden_dim ({self.hidden_dim}) must be divisible by num_heads ({self.num_heads})")
+            raise ConfigError(
+                f"GPTDecoderConfig.hidden_dim ({self.hidden_dim}) must be divisible by num_heads ({self.num_heads})"
+            )

@@ -33,7 +33,15 @@ class _RoboVLMsHead(ActionHeadBase):
     def raw(self, c: Conditioning) -> Tensor:
         raise NotImplementedError
 
-    def forward(self, cond: Tensor, actions: Tensor, *, cond_mask: Tensor | None = None, action_is_pad: Tensor | None = None, generator=None) -> dict[str, Tensor]:
+    def forward(
+        self,
+        cond: Tensor,
+        actions: Tensor,
+        *,
+        cond_mask: Tensor | None = None,
+        action_is_pad: Tensor | None = None,
+        generator=None,
+    ) -> dict[str, Tensor]:
         c, valid = self._prep(cond, cond_mask, actions, action_is_pad)
         out = self.raw(c)
         grip = self.gripper_mask
@@ -45,7 +53,9 @@ class _RoboVLMsHead(ActionHeadBase):
         if bool(grip.any()):
             target = actions[..., grip]
             if not exporting() and bool(((target < -1) | (target > 1)).any()):
-                raise SpecError("gripper coordinates must lie in [-1, 1] (closed = -1, open = +1); check normalisation or gripper_dims")
+                raise SpecError(
+                    "gripper coordinates must lie in [-1, 1] (closed = -1, open = +1); check normalisation or gripper_dims"
+                )
             bce = F.binary_cross_entropy_with_logits(out[..., grip], (target + 1) / 2, reduction="none")
             bce = masked_mean(bce, valid)
             loss, terms["gripper_bce"] = loss + self.config.gripper_weight * bce, bce.detach()
@@ -86,7 +96,9 @@ class LSTMDecoderHead(_RoboVLMsHead):
     def __init__(self, config: LSTMDecoderConfig | dict | None = None, **overrides) -> None:
         super().__init__(config, **overrides)
         c = self.config
-        self.lstm = LSTMHistoryEncoder(c.cond_dim, output_dim=c.hidden_dim, hidden_dim=c.hidden_dim, num_layers=c.lstm_layers, dropout=c.dropout)
+        self.lstm = LSTMHistoryEncoder(
+            c.cond_dim, output_dim=c.hidden_dim, hidden_dim=c.hidden_dim, num_layers=c.lstm_layers, dropout=c.dropout
+        )
         self.out = nn.Sequential(nn.ReLU(), nn.Linear(c.hidden_dim, c.horizon * c.action_dim))
 
     def raw(self, c: Conditioning) -> Tensor:
@@ -104,15 +116,24 @@ class GPTDecoderHead(_RoboVLMsHead):
         c = self.config
         self.inp = nn.Linear(c.cond_dim, c.hidden_dim)
         self.queries = nn.Parameter(torch.zeros(1, c.horizon, c.hidden_dim))
-        self.pos = nn.Parameter(sinusoidal_embedding(torch.arange(c.max_cond_tokens + c.horizon, dtype=torch.float32), c.hidden_dim).unsqueeze(0))  # learned, sinusoidal start
+        self.pos = nn.Parameter(
+            sinusoidal_embedding(
+                torch.arange(c.max_cond_tokens + c.horizon, dtype=torch.float32), c.hidden_dim
+            ).unsqueeze(0)
+        )  # learned, sinusoidal start
         self.gpt = Transformer(c.hidden_dim, c.depth, c.num_heads, causal=True, dropout=c.dropout)
         self.out = nn.Linear(c.hidden_dim, c.action_dim)
 
     def raw(self, c: Conditioning) -> Tensor:
         b, length = c.tokens.shape[:2]
         if length > self.config.max_cond_tokens:
-            raise SpecError(f"{length} conditioning tokens exceed max_cond_tokens={self.config.max_cond_tokens}; raise it in the config")
-        x = torch.cat([self.inp(c.tokens), self.queries.expand(b, -1, -1)], dim=1) + self.pos[:, : length + self.horizon]
+            raise SpecError(
+                f"{length} conditioning tokens exceed max_cond_tokens={self.config.max_cond_tokens}; raise it in the config"
+            )
+        x = (
+            torch.cat([self.inp(c.tokens), self.queries.expand(b, -1, -1)], dim=1)
+            + self.pos[:, : length + self.horizon]
+        )
         mask = None
         if c.mask is not None:
             mask = torch.cat([c.mask, torch.ones(b, self.horizon, dtype=torch.bool, device=c.mask.device)], dim=1)

@@ -31,7 +31,13 @@ class GR00TStyle(AbstractVLA):
         )
         self.head = create_action_head(
             c.head_type,
-            **{"action_dim": c.action_dim, "horizon": c.horizon, "cond_dim": c.hidden_dim, "cross_attention": True, **c.head},
+            **{
+                "action_dim": c.action_dim,
+                "horizon": c.horizon,
+                "cond_dim": c.hidden_dim,
+                "cross_attention": True,
+                **c.head,
+            },
         )
         self._finish_init()
 
