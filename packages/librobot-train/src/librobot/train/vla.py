@@ -6,12 +6,15 @@ In a run config::
       factory: vla
       framework: groot              # any registered framework (librobot info lists them)
       vlm: librobot-tiny-vlm        # any registered VLM, or {name: ..., pretrained: /local/folder, ...}
+      # vlm: {name: paligemma-3b, pretrained: /ckpt, lora: {rank: 16, alpha: 32, targets: language}}
       normalization: {action: q01_q99, observation.state: mean_std}
       head: {num_inference_steps: 10}   # every other key is a framework option
 
 action_dim, state_dim, horizon (the dataset's action chunk), n_obs_steps and the cameras come from
 the dataset, and its statistics become the policy's in-graph normalisation, so a trained policy
-works in robot units wherever it is loaded.
+works in robot units wherever it is loaded. ``vlm.lora`` puts LoRA adapters on the backbone
+(targets: language | vision | all-linear): its own weights stay frozen, the adapters and the
+framework's layers train, and the policy folder keeps the adapters beside the base weights.
 """
 
 from __future__ import annotations
@@ -65,7 +68,15 @@ def build_vla(
     name = vlm_options.pop("name", None)
     if not name:
         raise ConfigError("model.vlm: give a registered VLM name, or a mapping with 'name' (and e.g. 'pretrained')")
-    model = create_vla(framework, vlm=create_vlm(name, **vlm_options), **dims, **options)
+    lora = vlm_options.pop("lora", None)
+    backbone = create_vlm(name, **vlm_options)
+    if lora is not None:
+        from librobot.models.adapters.lora import lora_from_config
+
+        if not isinstance(lora, Mapping):
+            raise ConfigError(f"model.vlm.lora: expected {{rank, alpha, dropout, targets}}, got {lora!r}")
+        backbone = lora_from_config(backbone, lora)
+    model = create_vla(framework, vlm=backbone, **dims, **options)
     stats = getattr(dataset, "stats", None)
     modes = {
         k: v for k, v in dict(normalization or DEFAULT_NORMALIZATION).items() if k != B.OBS_STATE or dims["state_dim"]

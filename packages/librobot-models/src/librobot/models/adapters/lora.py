@@ -10,6 +10,8 @@ NF4 with bitsandbytes (CUDA only) and trains LoRA on top, as in Dettmers et al. 
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,21 @@ from librobot.core.extras import require
 from librobot.models.vlm.base import AbstractVLM
 
 LORA_MARK = "lora_"
+# what a run config's ``model.vlm.lora.targets`` names → the backbone parts that get adapters
+TARGETS: dict[str, tuple[str, ...] | None] = {"language": ("language",), "vision": ("vision",), "all-linear": None}
+
+
+def lora_from_config(vlm: nn.Module, spec: Mapping[str, Any]) -> LoRAAdapter:
+    """``LoRAAdapter`` from a run config's ``{rank, alpha, dropout, targets}`` (targets: language,
+    vision or all-linear; default language)."""
+    unknown = sorted(set(spec) - {"rank", "alpha", "dropout", "targets"})
+    if unknown:
+        raise ConfigError(f"model.vlm.lora: unknown option(s) {unknown}; it takes rank, alpha, dropout, targets")
+    targets = spec.get("targets", "language")
+    if targets not in TARGETS:
+        raise ConfigError(f"model.vlm.lora.targets must be one of {sorted(TARGETS)}, got {targets!r}")
+    rank = int(spec.get("rank", 8))
+    return LoRAAdapter(vlm, rank, float(spec.get("alpha", 2 * rank)), float(spec.get("dropout", 0.0)), parts=TARGETS[targets])
 
 
 def lora_target_modules(
@@ -111,6 +128,40 @@ class LoRAAdapter(AbstractVLM):
         for param in self.model.parameters():
             param.requires_grad_(True)
         return self.model
+
+    @contextmanager
+    def base_backbone(self) -> Iterator[nn.Module]:
+        """The backbone with its original weights and no LoRA layers, for as long as the block runs
+        (to save it in its own format); the adapters are put back afterwards, as they were."""
+        from peft.tuners.lora import LoraLayer
+
+        was_merged = self.merged
+        self.unmerge()
+        swapped = []
+        for name, module in list(self.model.named_modules()):
+            if isinstance(module, LoraLayer):
+                parent_name, _, child = name.rpartition(".")
+                parent = self.model.get_submodule(parent_name) if parent_name else self.model
+                setattr(parent, child, module.get_base_layer())
+                swapped.append((parent, child, module))
+        try:
+            yield self.model
+        finally:
+            for parent, child, module in swapped:
+                setattr(parent, child, module)
+            if was_merged:
+                self.merge()
+
+    @classmethod
+    def from_settings(cls, model: nn.Module, settings: Mapping[str, Any]) -> LoRAAdapter:
+        """The adapter ``settings`` (``self.settings`` of a saved one) describe, on ``model``."""
+        return cls(
+            model,
+            int(settings["rank"]),
+            float(settings["alpha"]),
+            float(settings["dropout"]),
+            target_modules=list(settings["targets"]),
+        )
 
     def lora_state_dict(self) -> dict[str, torch.Tensor]:
         return {k: v for k, v in self.model.state_dict().items() if LORA_MARK in k}

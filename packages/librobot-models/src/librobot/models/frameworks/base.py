@@ -220,11 +220,12 @@ class AbstractVLA(nn.Module, VLAInterface):
         return sum(p.numel() for p in unique.values() if p.requires_grad or not trainable_only)
 
     # ------------------------------------------------------------------ persistence
-    def save_pretrained(self, directory: str | Path) -> Path:
-        """Write a self-contained, checksummed policy folder (see ``persistence.py``)."""
+    def save_pretrained(self, directory: str | Path, *, merge_lora: bool = False) -> Path:
+        """Write a self-contained, checksummed policy folder (see ``persistence.py``); a LoRA
+        backbone is saved as its base weights plus the adapters, or merged with ``merge_lora``."""
         from librobot.models.frameworks.persistence import save_policy
 
-        return save_policy(self, directory)
+        return save_policy(self, directory, merge_lora=merge_lora)
 
     @classmethod
     def from_pretrained(

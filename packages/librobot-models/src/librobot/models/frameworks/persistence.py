@@ -8,10 +8,13 @@
     model.safetensors      every tensor of the framework except the backbone's
     normalization.json     state/action statistics (NormalizationProcessor format)
     vlm/                   the backbone in its own (Hugging Face) layout, loaded with pretrained=
+    vlm_adapter/           LoRA adapters on that backbone, when it has them (config.json "vlm.lora"
+                           holds their settings); ``merge_lora=True`` folds them into vlm/ instead
 """
 
 from __future__ import annotations
 
+import copy
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,6 +40,7 @@ if TYPE_CHECKING:
 FORMAT = "librobot-policy"
 VERSION = 1
 VLM_PREFIX = "vlm."
+ADAPTER = "vlm_adapter"
 
 
 def _versions() -> dict[str, str]:
@@ -60,11 +64,20 @@ def vlm_name(vlm: Any) -> str:
     return str(name)
 
 
-def save_policy(model: AbstractVLA, directory: str | Path) -> Path:
+def save_policy(model: AbstractVLA, directory: str | Path, *, merge_lora: bool = False) -> Path:
     directory = Path(directory)
     name = model.registry_name or type(model).__name__
+    lora = _lora_settings(model.vlm)
     with atomic_directory(directory) as tmp:
-        model.vlm.save_pretrained(tmp / "vlm")
+        if lora is None:
+            model.vlm.save_pretrained(tmp / "vlm")
+        elif merge_lora:  # one plain backbone with the adapters folded in: nothing LoRA-specific to load
+            copy.deepcopy(model.vlm).merge_and_unload().save_pretrained(tmp / "vlm")
+            lora = None
+        else:  # the base weights as they were, and the adapters beside them
+            with model.vlm.base_backbone() as base:
+                base.save_pretrained(tmp / "vlm")
+            model.vlm.save_adapter(tmp / ADAPTER)
         # clone: safetensors refuses tensors that share memory (tied weights)
         tensors = {k: v.detach().cpu().clone() for k, v in model.state_dict().items() if not k.startswith(VLM_PREFIX)}
         save_tensors(tmp / "model.safetensors", tensors)
@@ -76,7 +89,7 @@ def save_policy(model: AbstractVLA, directory: str | Path) -> Path:
                 "version": VERSION,
                 "framework": name,
                 "config": model.config.to_dict(),
-                "vlm": {"name": vlm_name(model.vlm), "config": model.vlm.config},
+                "vlm": {"name": vlm_name(model.vlm), "config": model.vlm.config, **({"lora": lora} if lora else {})},
                 "versions": _versions(),
             },
         )
@@ -92,6 +105,33 @@ def load_policy(
     unless the caller trusts the folder with ``trust_remote_code=True``."""
     with code_references(trust_remote_code):
         return _load_policy(Path(directory), device=device, verify=verify)
+
+
+def _lora_settings(vlm: Any) -> dict[str, Any] | None:
+    """The settings of a LoRA-wrapped backbone (rank, alpha, dropout, targets), else None."""
+    from librobot.models.adapters.lora import LoRAAdapter
+
+    return dict(vlm.settings) if isinstance(vlm, LoRAAdapter) else None
+
+
+def _with_adapters(vlm: Any, lora: Any, directory: Path) -> Any:
+    """``vlm`` with the saved LoRA adapters back on (the same layers, the same weights)."""
+    if lora is None:
+        return vlm
+    ok = (
+        isinstance(lora, dict)
+        and isinstance(lora.get("rank"), int)
+        and all(isinstance(lora.get(k), (int, float)) for k in ("alpha", "dropout"))
+        and isinstance(lora.get("targets"), list)
+        and all(isinstance(t, str) for t in lora["targets"])
+    )
+    if not ok:
+        raise CheckpointError(f"{directory}/config.json: 'vlm.lora' must hold rank, alpha, dropout and targets, got {lora!r}")
+    from librobot.models.adapters.lora import LoRAAdapter
+
+    adapted = LoRAAdapter.from_settings(vlm, lora)
+    adapted.load_adapter(directory / ADAPTER)
+    return adapted
 
 
 def _described_parts(meta: dict[str, Any], directory: Path) -> tuple[str, str, dict[str, Any]]:
@@ -130,7 +170,7 @@ def _load_policy(directory: Path, *, device: str | torch.device, verify: bool) -
         framework = get_registry("vla").get(framework_name)
     except UnknownComponentError as exc:
         raise CheckpointError(f"{directory}/config.json names framework {framework_name!r}: {exc}") from None
-    vlm = create_vlm(vlm_name_, pretrained=str(directory / "vlm"))
+    vlm = _with_adapters(create_vlm(vlm_name_, pretrained=str(directory / "vlm")), meta["vlm"].get("lora"), directory)
     model = framework(vlm=vlm, config=config)
     tensors = load_tensors(directory / "model.safetensors", framework="pt")
     missing, unexpected = model.load_state_dict(tensors, strict=False)

@@ -59,7 +59,12 @@ def _load(source: Any, trust_remote_code: bool) -> tuple[Any, str | None]:
     from librobot.models.frameworks.base import AbstractVLA
 
     folder = resolve_policy_folder(source)
-    return AbstractVLA.from_pretrained(folder, device="cpu", trust_remote_code=trust_remote_code), str(folder)
+    model = AbstractVLA.from_pretrained(folder, device="cpu", trust_remote_code=trust_remote_code)
+    from librobot.models.adapters.lora import LoRAAdapter
+
+    if isinstance(model.vlm, LoRAAdapter):  # adapters folded into the base weights: one plain graph
+        model.vlm = model.vlm.merge_and_unload()
+    return model, str(folder)
 
 
 def _versions() -> dict[str, str]:
