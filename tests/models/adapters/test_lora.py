@@ -114,16 +114,59 @@ def test_freeze_parts_and_adapter_files(tmp_path):
         LoRAAdapter(create_vlm("librobot-tiny-vlm"), parts=("decoder",))
 
 
-def test_qlora_errors_clearly_without_bitsandbytes_or_gpu(monkeypatch):
+def test_qlora_errors_clearly_without_bitsandbytes(monkeypatch):
     torch.manual_seed(0)
     vlm = create_vlm("librobot-tiny-vlm")
     monkeypatch.setitem(sys.modules, "bitsandbytes", None)
     with pytest.raises(MissingExtraError, match=r"librobot-models\[qlora\]"):
         QLoRAAdapter(vlm)
-    monkeypatch.setitem(sys.modules, "bitsandbytes", type(sys)("bitsandbytes"))  # present, but no GPU
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    with pytest.raises(ConfigError, match="needs a CUDA GPU"):
-        QLoRAAdapter(vlm)
+
+
+def test_qlora_on_the_cpu_uses_peft_4bit_layers_trains_and_merges():
+    """bitsandbytes quantises to NF4 on the CPU too; peft must wrap each Linear4bit in its own 4-bit
+    LoRA layer (whose merge dequantises, adds B·A and re-quantises), not the plain one."""
+    pytest.importorskip("bitsandbytes")
+    import bitsandbytes as bnb
+    from peft.tuners.lora.bnb import Linear4bit as LoraLinear4bit
+
+    torch.manual_seed(0)
+    adapter = QLoRAAdapter(create_vlm("librobot-tiny-vlm"), rank=4, device="cpu")
+    layers = adapter.lora_layers()
+    assert layers and all(isinstance(m, LoraLinear4bit) for m in layers)
+    assert all(isinstance(m.get_base_layer(), bnb.nn.Linear4bit) for m in layers)
+    counts = adapter.parameter_counts()
+    assert counts["trainable"] == counts["lora"] > 0
+    optimizer = torch.optim.AdamW([p for p in adapter.parameters() if p.requires_grad], lr=1e-2)
+    before = {k: v.clone() for k, v in adapter.lora_state_dict().items()}
+    loss = adapter(images(), TEXTS).hidden_states.float().pow(2).mean()
+    loss.backward()
+    optimizer.step()
+    assert any(not torch.equal(v, adapter.lora_state_dict()[k]) for k, v in before.items())
+    with torch.no_grad():
+        for name, p in adapter.named_parameters():
+            if "lora_B" in name:
+                p.zero_()
+        plain = adapter(images(), TEXTS).hidden_states.float()  # the adapters add nothing
+    randomise_lora_b(adapter)
+    with torch.no_grad():
+        unmerged = adapter(images(), TEXTS).hidden_states.float()
+        adapter.merge()
+        merged = adapter(images(), TEXTS).hidden_states.float()
+        adapter.unmerge()
+        again = adapter(images(), TEXTS).hidden_states.float()
+        torch.manual_seed(0)
+        full_precision = create_vlm("librobot-tiny-vlm")(images(), TEXTS).hidden_states.float()
+    # merging re-quantises every adapted weight to NF4 once more, so merged and unmerged differ by
+    # about what quantising the backbone changed in the first place (a broken merge: 8x that)
+    rounding = (plain - full_precision).abs().max()
+    assert (merged - unmerged).abs().max() < 1.5 * rounding, ((merged - unmerged).abs().max(), rounding)
+    assert (again - unmerged).abs().max() < 2.5 * rounding and not adapter.merged  # rounded twice
+    layer = adapter.lora_layers()[0]  # per layer: the merged weight is W + B·A up to one NF4 rounding
+    x = torch.randn(5, layer.in_features)
+    with torch.no_grad():
+        expected = layer(x)
+        adapter.merge()
+        assert layer.merged and (layer(x) - expected).abs().max() < 0.1 * expected.abs().max()
 
 
 @pytest.mark.gpu

@@ -5,7 +5,9 @@ parts (the language model by default), freezes every other weight, and behaves a
 wraps (same forward, KV cache, encode_*). ``merge()`` folds the adapters into the base weights for
 inference speed and ``unmerge()`` takes them out again; ``merge_and_unload()`` returns the plain
 backbone with the adapters folded in. ``QLoRAAdapter`` first quantises those linear layers to 4-bit
-NF4 with bitsandbytes (CUDA only) and trains LoRA on top, as in Dettmers et al. (2023).
+NF4 with bitsandbytes (on a CUDA GPU, else on the CPU: bitsandbytes >= 0.45 quantises there too) and
+trains LoRA on top, as in Dettmers et al. (2023), with peft's own 4-bit LoRA layer, whose merge
+dequantises, adds the update and re-quantises.
 """
 
 from __future__ import annotations
@@ -38,7 +40,9 @@ def lora_from_config(vlm: nn.Module, spec: Mapping[str, Any]) -> LoRAAdapter:
     if targets not in TARGETS:
         raise ConfigError(f"model.vlm.lora.targets must be one of {sorted(TARGETS)}, got {targets!r}")
     rank = int(spec.get("rank", 8))
-    return LoRAAdapter(vlm, rank, float(spec.get("alpha", 2 * rank)), float(spec.get("dropout", 0.0)), parts=TARGETS[targets])
+    return LoRAAdapter(
+        vlm, rank, float(spec.get("alpha", 2 * rank)), float(spec.get("dropout", 0.0)), parts=TARGETS[targets]
+    )
 
 
 def lora_target_modules(
@@ -86,10 +90,14 @@ class LoRAAdapter(AbstractVLM):
         self.settings = {"rank": int(rank), "alpha": float(alpha), "dropout": float(dropout), "targets": targets}
         config = peft.LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets, bias="none")
         self._prepare(model, targets)
+        if self._quant:  # peft picks its 4-bit LoRA layer only for a model that says it is loaded in 4-bit
+            model.is_loaded_in_4bit = True
         self.model = peft.inject_adapter_in_model(config, model)
         for name, param in self.model.named_parameters():
             param.requires_grad_(LORA_MARK in name)
         self.train(model.training)
+
+    _quant: dict[str, Any] = {}  # QLoRA's quantisation settings (empty: full-precision LoRA)
 
     def _prepare(self, model: nn.Module, targets: list[str]) -> None:
         """Hook for QLoRA (quantise the targets before the adapters go on)."""
@@ -256,7 +264,7 @@ class LoRAAdapter(AbstractVLM):
 
 
 class QLoRAAdapter(LoRAAdapter):
-    """LoRA over 4-bit NF4-quantised linear layers (bitsandbytes, CUDA only)."""
+    """LoRA over 4-bit NF4-quantised linear layers (bitsandbytes; CUDA, or the CPU without a GPU)."""
 
     def __init__(
         self,
@@ -268,16 +276,15 @@ class QLoRAAdapter(LoRAAdapter):
         parts: tuple[str, ...] | None = ("language",),
         target_modules: list[str] | None = None,
         exclude: tuple[str, ...] = ("lm_head",),
-        compute_dtype: torch.dtype = torch.bfloat16,
+        compute_dtype: torch.dtype | None = None,
         double_quant: bool = True,
+        device: str | None = None,
     ) -> None:
         self._bnb = require("bitsandbytes", extra="librobot-models[qlora]", purpose="4-bit QLoRA quantisation")
-        if not torch.cuda.is_available():
-            raise ConfigError(
-                "QLoRA quantises weights with bitsandbytes' CUDA kernels and needs a CUDA GPU, none is available; "
-                "use LoRAAdapter (full-precision LoRA) on this machine"
-            )
-        self._quant = {"compute_dtype": compute_dtype, "double_quant": double_quant}
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        if compute_dtype is None:  # bf16 where the GPU computes in it; fp32 on the CPU (exact, portable)
+            compute_dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+        self._quant = {"compute_dtype": compute_dtype, "double_quant": double_quant, "device": device}
         super().__init__(model, rank, alpha, dropout, parts=parts, target_modules=target_modules, exclude=exclude)
         self.settings["quantization"] = "nf4"
 
@@ -303,8 +310,50 @@ class QLoRAAdapter(LoRAAdapter):
                 q.bias = nn.Parameter(linear.bias.data, requires_grad=False)
             parent_name, _, child = name.rpartition(".")
             parent = model.get_submodule(parent_name) if parent_name else model
-            setattr(parent, child, q.to("cuda"))  # moving to CUDA quantises
-        model.to("cuda")
+            try:
+                setattr(parent, child, q.to(self._quant["device"]))  # moving to the device quantises
+            except (RuntimeError, NotImplementedError) as exc:
+                raise ConfigError(
+                    f"bitsandbytes {getattr(self._bnb, '__version__', '?')} cannot quantise to 4-bit on "
+                    f"'{self._quant['device']}' ({exc}); QLoRA needs a CUDA GPU or bitsandbytes >= 0.45 for the "
+                    "CPU, else use LoRAAdapter (full-precision LoRA)"
+                ) from exc
+        model.to(self._quant["device"])
+
+    # peft's 4-bit merge dequantises the stored bytes, but on the CPU bitsandbytes repacks them for
+    # its kernel at the first forward pass, after which that reads garbage (measured: weights 0.19
+    # off W + B·A, where NF4 rounding is 0.02). The fold here reads W through the layer itself.
+    def merge(self) -> None:
+        for layer in self.lora_layers():
+            if not layer.merged:
+                self._fold(layer, +1.0)
+                layer.merged_adapters.extend(layer.active_adapters)
+
+    def unmerge(self) -> None:
+        for layer in self.lora_layers():
+            if layer.merged:
+                self._fold(layer, -1.0)
+                layer.merged_adapters.clear()
+
+    def _fold(self, layer: Any, sign: float) -> None:
+        bnb, base = self._bnb, layer.get_base_layer()
+        weight = base.weight
+        with torch.no_grad():
+            eye = torch.eye(base.in_features, device=weight.device, dtype=base.compute_dtype or torch.float32)
+            dense = base(eye).float()  # [in, out] = Wᵀ (+ bias), whatever layout the bytes are in
+            if base.bias is not None:
+                dense -= base.bias.float()
+            dense = dense.t().contiguous()
+            for name in layer.active_adapters:
+                dense += sign * layer.get_delta_weight(name).float()
+            base.weight = bnb.nn.Params4bit(
+                dense.to("cpu"),
+                requires_grad=False,
+                quant_type=weight.quant_type,
+                compress_statistics=weight.compress_statistics,
+                blocksize=weight.blocksize,
+                quant_storage=weight.quant_storage,
+            ).to(self._quant["device"])
 
 
 def lora_adapter(
