@@ -66,7 +66,10 @@ def test_a_lora_policy_saves_base_and_adapters_and_reloads_equal(tmp_path, targe
     # merged: a plain backbone, the same actions up to float rounding
     vla.save_pretrained(tmp_path / "merged", merge_lora=True)
     plain = AbstractVLA.from_pretrained(tmp_path / "merged")
-    assert not isinstance(plain.vlm, LoRAAdapter) and "lora" not in json.loads((tmp_path / "merged" / "config.json").read_text())["vlm"]
+    assert (
+        not isinstance(plain.vlm, LoRAAdapter)
+        and "lora" not in json.loads((tmp_path / "merged" / "config.json").read_text())["vlm"]
+    )
     torch.testing.assert_close(plain.predict_action(images, text, state, noise=noise), expected, rtol=1e-4, atol=1e-5)
     assert isinstance(vla.vlm, LoRAAdapter) and not vla.vlm.merged  # saving left the live policy as it was
 
@@ -86,7 +89,9 @@ def test_the_export_folds_the_adapters_in_and_matches_torch(tmp_path):
     images, _, state = _batch(2)
     noise = np.random.default_rng(0).standard_normal((H, A)).astype(np.float32)
     onnx_chunk = OnnxPolicy(tmp_path / "onnx").predict_chunk(
-        {"observation.images.front": images[0].numpy(), "observation.state": state[0].numpy()}, "push the block", noise=noise
+        {"observation.images.front": images[0].numpy(), "observation.state": state[0].numpy()},
+        "push the block",
+        noise=noise,
     )
     torch_chunk = vla.predict_action(images[:1], ["push the block"], state[:1], noise=torch.from_numpy(noise)[None])[0]
     np.testing.assert_allclose(onnx_chunk, torch_chunk.numpy(), atol=1e-3)
@@ -96,7 +101,9 @@ def test_a_run_config_puts_lora_on_the_backbone_and_names_mistakes():
     from librobot.data.datasets import synthetic_dataset
     from librobot.train.vla import build_vla
 
-    data = synthetic_dataset(num_episodes=2, cameras=("top",), image_size=(32, 32), state_dim=S, action_dim=A, action_horizon=H)
+    data = synthetic_dataset(
+        num_episodes=2, cameras=("top",), image_size=(32, 32), state_dim=S, action_dim=A, action_horizon=H
+    )
     vlm = {"name": "librobot-tiny-vlm", "image_size": 32, "dim": 64, "lora": {"rank": 2, "targets": "vision"}}
     model = build_vla(data, framework="pi0", vlm=vlm)
     assert isinstance(model.vlm, LoRAAdapter) and all(".vit." in t or "vit" in t for t in model.vlm.settings["targets"])

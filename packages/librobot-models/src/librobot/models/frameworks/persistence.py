@@ -126,7 +126,9 @@ def _with_adapters(vlm: Any, lora: Any, directory: Path) -> Any:
         and all(isinstance(t, str) for t in lora["targets"])
     )
     if not ok:
-        raise CheckpointError(f"{directory}/config.json: 'vlm.lora' must hold rank, alpha, dropout and targets, got {lora!r}")
+        raise CheckpointError(
+            f"{directory}/config.json: 'vlm.lora' must hold rank, alpha, dropout and targets, got {lora!r}"
+        )
     from librobot.models.adapters.lora import LoRAAdapter
 
     adapted = LoRAAdapter.from_settings(vlm, lora)
