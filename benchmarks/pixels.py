@@ -33,7 +33,14 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 SUITES = {
-    "pusht": {"envs": ["pusht"], "demos": 200, "env_kwargs": {"render": True, "image_size": 96}},
+    # the reactive expert: the planner's open-loop phases cannot be imitated from frames (its plan is
+    # not in the image); the reactive one picks each move from what it sees now
+    "pusht": {
+        "envs": ["pusht"],
+        "demos": 200,
+        "expert": "pusht-reactive",
+        "env_kwargs": {"render": True, "image_size": 96},
+    },
     "metaworld_pixels": {
         # learning.py's six tasks, but reach and pick-place have goals floating in the air (a site with
         # no shadow): one camera cannot show their depth. button-press-topdown (reach a visible button)
@@ -57,7 +64,9 @@ def ensure_dataset(path: Path, suite: dict) -> None:
 
     if path.exists():
         return
-    summary = record_dataset(suite["envs"], suite["demos"], path, env_kwargs=suite["env_kwargs"])
+    summary = record_dataset(
+        suite["envs"], suite["demos"], path, env_kwargs=suite["env_kwargs"], expert=suite.get("expert")
+    )
     print(
         f"recorded {summary.episodes} demonstrations ({summary.frames} frames) in {summary.seconds:.0f} s",
         file=sys.stderr,
