@@ -140,6 +140,9 @@ def test_wrong_types_and_missing_keys_are_named_errors(tmp_path):
         ({"task": {"onnx_name": "ids", "length": 4, "table": {"go": ["a"]}}}, r"table 'go'\[0\]: expected an integer"),
         ({"rtc": {"prefix_actions": 1, "prefix_weights": "w"}}, "rtc prefix_actions: expected a non-empty string"),
         ({"noise": {"onnx_name": "state", "shape": [4, 2]}}, "graph input names must be unique"),
+        ({"execution": {"mode": "async"}}, r"execution mode: expected one of \['sync', 'ensemble'\], got 'async'"),
+        ({"execution": {"mode": "ensemble", "ensemble_coeff": "x"}}, "ensemble_coeff: expected a finite number"),
+        ({"execution": {"ensemble_coeff": 0.01}}, r"execution: missing keys \['mode'\]"),
     ]:
         (tmp_path / "policy.json").write_text(json.dumps({**doc, **change}))
         _edit(tmp_path, **{k: None for k, v in change.items() if v is None})
@@ -157,9 +160,10 @@ def test_any_junk_in_any_field_is_a_named_error_or_a_valid_value(tmp_path):
         task={"onnx_name": "ids", "mask_onnx_name": "mask", "length": 3, "pad_id": 0, "table": {"go": [1, 2]}},
         rtc={"prefix_actions": "pa", "prefix_weights": "pw"},
         normalization={"action": {"mode": "quantile", "q01": [-1, -1], "q99": [1, 1]}},
+        execution={"mode": "ensemble", "ensemble_coeff": 0.01},
     )
     junk = [None, True, -1, 0, 1.5, float("inf"), "", "x", [], [1, "a"], {}, {"a": 1}, [[1]], "\x00"]
-    sections = ["noise", "task", "rtc"]
+    sections = ["noise", "task", "rtc", "execution"]
     cases = [{**base, key: value} for key in base for value in junk]
     cases += [{**base, "inputs": [{**base["inputs"][0], key: value}]} for key in base["inputs"][0] for value in junk]
     cases += [{**base, s: {**base[s], key: value}} for s in sections for key in base[s] for value in junk]

@@ -88,6 +88,24 @@ def test_chunks_run_n_action_steps_before_the_next_inference_and_failures_run_to
     assert set(report.per_env()) == {"metaworld-reach", "metaworld-button-press"}
 
 
+def test_a_policy_that_recommends_ensembling_is_evaluated_with_a_chunk_every_step():
+    class Ensembling(ConstantPolicy):
+        execution = {"mode": "ensemble", "ensemble_coeff": 0.01}  # what an ACT policy with temporal_ensemble says
+
+    def run(mode):
+        policy = Ensembling(chunk=8)
+        kw = dict(num_envs=2, n_action_steps=4, max_steps=12, env_kwargs={"render": False}, mode=mode)
+        return policy, evaluate_closed_loop(policy, "metaworld-reach", 2, **kw)
+
+    policy, report = run("auto")
+    assert report.mode == "ensemble" and policy.calls == 2 * 12  # every step of both episodes
+    assert "mode ensemble" in summary_lines(report)[-1]
+    policy, report = run("sync")  # asked for explicitly: a chunk every 4 steps
+    assert report.mode == "sync" and policy.calls == 2 * 3
+    with pytest.raises(ConfigError, match="runs mode 'sync' or 'ensemble'"):
+        run("async")
+
+
 def test_videos_and_the_report_are_written(tmp_path):
     av = pytest.importorskip("av")
     report = evaluate_closed_loop(

@@ -120,6 +120,11 @@ class _RemotePolicy(PolicyInterface):
         return int(self.info.get("obs_horizon", 1))
 
     @property
+    def execution(self) -> dict[str, Any]:
+        """The served policy's recommended execution (a robot-side runtime with mode="auto" follows it)."""
+        return dict(self.info.get("execution") or {})
+
+    @property
     def supports_rtc(self) -> bool:
         return bool(self.info["supports_rtc"])
 

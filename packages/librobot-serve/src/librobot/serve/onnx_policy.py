@@ -104,6 +104,11 @@ class OnnxPolicy(PolicyInterface):
         return int(next(iter(self._features.values())).shape[0]) if self._features else 1
 
     @property
+    def execution(self) -> dict[str, Any]:
+        """The execution recorded at export (ACT's temporal ensembling), for a runtime's mode="auto"."""
+        return dict(self.spec.execution or {})
+
+    @property
     def supports_rtc(self) -> bool:
         return self.spec.rtc is not None
 

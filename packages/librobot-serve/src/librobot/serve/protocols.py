@@ -89,6 +89,13 @@ def obs_horizon(policy: Any) -> int:
     return int(getattr(policy, "obs_horizon", 1) or 1)
 
 
+def recommended_execution(policy: Any) -> dict[str, Any]:
+    """How the policy's chunks are meant to be executed (``{"mode": "ensemble", "ensemble_coeff": m}``
+    for an ACT policy with temporal ensembling); ``{}`` when the policy has no preference."""
+    value = getattr(policy, "execution", None)
+    return dict(value) if value else {}
+
+
 def supports_batch(policy: Any) -> bool:
     return callable(getattr(policy, "predict_chunks", None))
 

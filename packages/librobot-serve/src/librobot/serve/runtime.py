@@ -4,6 +4,8 @@ Modes (``RuntimeConfig.mode``):
 
 - ``sync``: query the policy when the plan is empty, execute ``n_action_steps`` of its chunk.
 - ``ensemble``: query every step, command ACT's temporally ensembled action.
+- ``RuntimeConfig.for_policy(policy, hz)`` (``mode="auto"``) runs a policy the way it recommends
+  (``PolicyInterface.execution``: an ACT policy with ``temporal_ensemble`` ensembles), else ``sync``.
 - ``async``: when at most ``async_threshold`` actions remain planned, request the next chunk in the
   background from the current observation and keep executing; when it arrives, drop the actions
   whose time has passed during inference (latency compensation) and switch to it.
@@ -33,7 +35,7 @@ from librobot.core.logging import get_logger
 from librobot.serve.chunking import TemporalEnsembler, align_chunk
 from librobot.serve.clock import Clock, MonotonicClock
 from librobot.serve.history import ObservationHistory
-from librobot.serve.protocols import Actuated, as_safety_filter, obs_horizon, supports_rtc
+from librobot.serve.protocols import Actuated, as_safety_filter, obs_horizon, recommended_execution, supports_rtc
 from librobot.serve.rtc import SCHEDULES, prefix_weights
 from librobot.serve.stats import LatencyRecorder
 
@@ -49,6 +51,19 @@ class RuntimeConfig:
     ensemble_coeff: float = 0.01  # ensemble: ACT's m in exp(-m i)
     async_threshold: int | None = None  # async/rtc: request when <= this many remain (default H // 2)
     rtc_schedule: str = "exp"  # rtc: soft-mask decay over the overlap ("exp", "linear", "hard")
+
+    @classmethod
+    def for_policy(cls, policy: Any, control_hz: float, mode: str = "auto", **options: Any) -> RuntimeConfig:
+        """A config for ``policy``; ``mode="auto"`` takes the execution the policy recommends
+        (ACT with temporal ensembling: ``ensemble`` with its coefficient), else ``sync``."""
+        if mode == "auto":
+            wanted = recommended_execution(policy)
+            mode = wanted.get("mode", "sync")
+            if "ensemble_coeff" in wanted:
+                options.setdefault("ensemble_coeff", float(wanted["ensemble_coeff"]))
+        elif mode not in MODES:
+            raise ConfigError(f"mode must be 'auto' or one of {MODES}, got {mode!r}")
+        return cls(control_hz=control_hz, mode=mode, **options)
 
     def check(self, horizon: int) -> None:
         if not (math.isfinite(self.control_hz) and self.control_hz > 0):

@@ -26,7 +26,14 @@ from librobot.serve.auth import TokenAuth
 from librobot.serve.batching import BatchItem, DynamicBatcher
 from librobot.serve.errors import DeadlineExceededError, NonFiniteActionError, OverloadedError, RequestError
 from librobot.serve.metrics import ServerMetrics
-from librobot.serve.protocols import input_features, known_tasks, obs_horizon, supports_batch, supports_rtc
+from librobot.serve.protocols import (
+    input_features,
+    known_tasks,
+    obs_horizon,
+    recommended_execution,
+    supports_batch,
+    supports_rtc,
+)
 from librobot.serve.rtc import pad_prefix
 from librobot.serve.validation import check_finite_arrays, check_observation, check_task
 from librobot.serve.wire import PredictRequest
@@ -137,6 +144,7 @@ class PolicyService:
             "chunk_size": self.horizon,
             "obs_horizon": obs_horizon(self.policy),
             "supports_rtc": self.rtc,
+            "execution": recommended_execution(self.policy),
             "known_tasks": list(self.tasks) if self.tasks else None,
             "input_features": [f.to_dict() for f in self.features.values()] if self.features else None,
             "batching": {"max_batch_size": self.config.max_batch_size, "timeout_ms": self.config.batch_timeout_ms},

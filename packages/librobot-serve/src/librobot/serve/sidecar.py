@@ -21,6 +21,7 @@ the model code. Example (``policy.json`` beside ``policy.onnx``)::
       "task": {"onnx_name": "task_ids", "mask_onnx_name": "task_mask", "length": 12, "pad_id": 0,
                "table": {"pick up the cube": [5, 17, 3]}},
       "rtc": {"prefix_actions": "prefix_actions", "prefix_weights": "prefix_weights"},
+      "execution": {"mode": "ensemble", "ensemble_coeff": 0.01},
       "quantization": null,
       "producer": {"framework": "pi0", "exporter": "librobot-serve 0.1.0"}
     }
@@ -38,6 +39,9 @@ the model code. Example (``policy.json`` beside ``policy.onnx``)::
   ``pad_id`` to ``length``; the mask input (optional) is 1 on real tokens.
 - ``rtc`` (optional): graph inputs for real-time chunking, [B, H, A] actions and [B, H] weights
   (zero weights = no guidance), making the policy an RTC policy.
+- ``execution`` (optional): how the policy's chunks are meant to run, followed by a runtime with
+  ``mode="auto"``: ``{"mode": "ensemble", "ensemble_coeff": m}`` for ACT's temporal ensembling, or
+  ``{"mode": "sync"}``; absent means no preference.
 - Normalisation modes: ``mean_std`` (mean/std), ``min_max`` (min/max → [-1, 1]), ``quantile``
   (q01/q99 → [-1, 1]), the same as the training processor.
 """
@@ -59,6 +63,7 @@ from librobot.core.specs import FeatureSpec
 from librobot.serve.errors import CorruptModelError, MissingChecksumError, PolicyArtifactError, SidecarError
 
 FORMAT = "librobot-onnx-policy"
+EXECUTION_MODES = ("sync", "ensemble")  # what an exported policy may recommend to its runtime
 VERSION = 1
 INPUT_DTYPES = ("float32", "float16", "float64", "int64", "int32", "uint8", "bool")
 INPUT_KINDS = ("array", "image")
@@ -219,6 +224,7 @@ class OnnxPolicySpec:
     noise: Mapping[str, Any] | None = None  # onnx_name, shape, distribution
     task: Mapping[str, Any] | None = None  # onnx_name, mask_onnx_name, length, pad_id, table
     rtc: Mapping[str, str] | None = None  # prefix_actions, prefix_weights
+    execution: Mapping[str, Any] | None = None  # mode, ensemble_coeff
     quantization: str | None = None
     producer: Mapping[str, Any] = field(default_factory=dict)
 
@@ -283,6 +289,14 @@ class OnnxPolicySpec:
             _check_keys("rtc", self.rtc, {"prefix_actions", "prefix_weights"}, set())
             for key, value in self.rtc.items():
                 _str(f"rtc {key}", value)
+        if self.execution is not None:
+            _check_keys("execution", self.execution, {"mode"}, {"ensemble_coeff"})
+            if self.execution["mode"] not in EXECUTION_MODES:
+                got = _show(self.execution["mode"])
+                raise SidecarError(f"sidecar execution mode: expected one of {list(EXECUTION_MODES)}, got {got}")
+            coeff = self.execution.get("ensemble_coeff", 0.0)
+            if isinstance(coeff, bool) or not isinstance(coeff, (int, float)) or not math.isfinite(coeff):
+                raise SidecarError(f"sidecar execution ensemble_coeff: expected a finite number, got {_show(coeff)}")
 
     def _extra_inputs(self) -> list[str]:
         """Graph inputs besides the observations: noise, task ids (+ mask), RTC prefix."""

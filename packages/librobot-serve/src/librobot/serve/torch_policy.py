@@ -71,6 +71,11 @@ class TorchPolicy(PolicyInterface):
         return int(self.model.horizon)
 
     @property
+    def execution(self) -> dict[str, Any]:
+        """The execution the model recommends (``AbstractVLA.execution``; ACT's temporal ensembling)."""
+        return dict(getattr(self.model, "execution", None) or {})
+
+    @property
     def obs_horizon(self) -> int:
         """The observation window the model was trained on (requests then carry [T_obs, ...])."""
         return int(getattr(self.model.config, "n_obs_steps", 1) or 1)

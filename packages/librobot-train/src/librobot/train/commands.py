@@ -174,6 +174,7 @@ def _run_eval(args: argparse.Namespace) -> int:
         video_dir=out / "videos",
         episode_log=out / "episodes.jsonl",
         resume=args.resume,
+        mode=args.mode,
     )
     print("\n".join(summary_lines(report)))
     page = write_report(report, out, title=f"evaluation of {args.policy}", extra={"policy": str(args.policy)})
@@ -203,6 +204,13 @@ def add_eval(subparsers: Any) -> None:
     p.add_argument("--episodes", type=int, default=20, help="episodes per env")
     p.add_argument("--num-envs", type=int, default=8, help="environments stepped in lockstep (one batched policy call)")
     p.add_argument("--n-action-steps", type=int, default=None, help="actions executed per chunk (default: all)")
+    p.add_argument(
+        "--mode",
+        choices=("auto", "sync", "ensemble"),
+        default="auto",
+        help="how chunks run: sync (n-action-steps of each chunk), ensemble (a chunk every step, ACT's temporal "
+        "ensembling); auto (default) follows the policy (an ACT policy with temporal_ensemble ensembles)",
+    )
     p.add_argument("--max-steps", type=int, default=None)
     p.add_argument("--videos", type=int, default=1, help="rollout videos per env")
     p.add_argument("--out", default="eval", help="report folder (episodes.jsonl there gets each episode as it ends)")

@@ -127,6 +127,12 @@ class AbstractVLA(nn.Module, VLAInterface):
     def device(self) -> torch.device:
         return next(self.parameters()).device
 
+    @property
+    def execution(self) -> dict[str, Any]:
+        """How this policy's chunks are meant to be executed, for the runtime's ``mode="auto"``
+        (``{}``: no preference, chunks run as they come; ACT may ask for temporal ensembling)."""
+        return {}
+
     def prepare(
         self,
         images: Any,

@@ -54,6 +54,7 @@ class GraphLayout:
     noise: bool  # the initial sampling noise is an input
     task: TaskInputs | None  # None: the policy never reads the instruction
     rtc: bool = False
+    execution: Mapping[str, Any] = field(default_factory=dict)  # the policy's recommended execution
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ inputs
@@ -131,6 +132,7 @@ class GraphLayout:
             noise={"onnx_name": "noise", "shape": [self.horizon, self.action_dim]} if self.noise else None,
             task=task,
             rtc={"prefix_actions": "prefix_actions", "prefix_weights": "prefix_weights"} if self.rtc else None,
+            execution=dict(self.execution) or None,
             quantization=quantization,
             producer=dict(producer),
         )

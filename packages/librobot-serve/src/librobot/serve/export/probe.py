@@ -138,4 +138,5 @@ def probe(
         noise=stochastic,
         task=task,
         rtc=guided,
+        execution=dict(getattr(model, "execution", None) or {}),
     )

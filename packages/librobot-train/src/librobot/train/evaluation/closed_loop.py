@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +65,7 @@ class ClosedLoopReport:
     policy_calls: int = 0  # batched forward passes
     chunks: int = 0  # chunks computed (≥ policy_calls: several envs per pass)
     resumed_episodes: int = 0  # taken from an episode log, not run by this call
+    mode: str = "sync"  # how chunks were executed: sync, or ensemble (ACT's temporal ensembling)
 
     def per_env(self) -> dict[str, EnvSummary]:
         out: dict[str, EnvSummary] = {}
@@ -218,6 +219,7 @@ def evaluate_closed_loop(
     video_dir: str | Path | None = None,
     episode_log: str | Path | None = None,
     resume: bool = False,
+    mode: str = "auto",
 ) -> ClosedLoopReport:
     """Run ``episodes`` episodes of each env; ``policy`` may batch (``predict_chunks``) or not.
 
@@ -225,6 +227,8 @@ def evaluate_closed_loop(
     chunk). The first ``videos_per_env`` episodes of each env are rendered to mp4 in ``video_dir``.
     ``episode_log``: a JSONL file that gets each episode as it finishes; with ``resume`` the
     episodes already there are kept and only the missing ones run (see ``episode_log``).
+    ``mode``: how chunks are executed, ``sync`` or ``ensemble`` (a chunk every step, ACT's temporal
+    ensembling); ``auto`` follows the policy (``execution``), else ``sync``.
     """
     from librobot.robots.sim.api import make_env
     from librobot.serve.protocols import obs_horizon, supports_batch
@@ -239,7 +243,10 @@ def evaluate_closed_loop(
     kwargs = dict(env_kwargs or {})
     jobs = [(name, seed + 10_000 * i + k, k < videos_per_env) for i, name in enumerate(names) for k in range(episodes)]
     batched = supports_batch(policy)
-    report = ClosedLoopReport()
+    runtime_config = RuntimeConfig.for_policy(policy, 1.0, mode, n_action_steps=n_action_steps)
+    if runtime_config.mode not in ("sync", "ensemble"):  # async modes need a wall clock, not a sim step
+        raise ConfigError(f"closed-loop evaluation runs mode 'sync' or 'ensemble' (or 'auto'), got {mode!r}")
+    report = ClosedLoopReport(mode=runtime_config.mode)
     log_file = None
     if episode_log is not None:
         settings = dict(
@@ -247,6 +254,12 @@ def evaluate_closed_loop(
             episodes=episodes,
             seed=seed,
             n_action_steps=n_action_steps,
+            # sync logs were written before the option existed: they stay resumable
+            **(
+                {"mode": runtime_config.mode, "ensemble_coeff": runtime_config.ensemble_coeff}
+                if runtime_config.mode != "sync"
+                else {}
+            ),
             max_steps=max_steps,
             env_kwargs=kwargs,
             videos_per_env=videos_per_env,
@@ -281,7 +294,7 @@ def evaluate_closed_loop(
         slot.job = (name, episode_seed, video)
         slot.clock = SimClock()
         slot.proxy = _PrecomputedChunk(policy.action_dim, policy.chunk_size, obs_horizon(policy))
-        config = RuntimeConfig(control_hz=float(slot.env.fps), mode="sync", n_action_steps=n_action_steps)
+        config = replace(runtime_config, control_hz=float(slot.env.fps))
         slot.runtime = PolicyRuntime(
             slot.proxy, sim_safety_layer(slot.env, slot.clock), config, clock=slot.clock, task=slot.env.task
         )
@@ -421,6 +434,6 @@ def summary_lines(report: ClosedLoopReport) -> list[str]:
         f"{'all':<34} {sum(r.success for r in report.results):>3}/{len(report.results):<3} "
         f"{report.success_rate:6.1%}  [{lo:.0%}, {hi:.0%}]  ({report.seconds:.0f} s, "
         f"{report.env_steps / max(report.seconds, 1e-9):.0f} env steps/s, {report.chunks} chunks in "
-        f"{report.policy_calls} policy calls)"
+        f"{report.policy_calls} policy calls, mode {report.mode})"
     )
     return lines

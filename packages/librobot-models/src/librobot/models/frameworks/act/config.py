@@ -19,9 +19,12 @@ class ACTConfig(VLAConfig):
     decoder_layers: the H-query decoder (ACT builds 7 but, through a known quirk, uses only the
     first; 1 here). features: "vlm" = the VLM's output tokens of one pass (its image tokens and the
     instruction's tokens, contextualised); "vision" = ``vlm.encode_image`` alone, like ACT's
-    language-free ResNet features. temporal_ensemble_coeff: m in w_i = exp(−m·i) (i = 0 the oldest
-    prediction) for librobot.serve's ensembling (``RuntimeConfig(mode="ensemble", ensemble_coeff=m)``);
-    ACT uses 0.01."""
+    language-free ResNet features. temporal_ensemble: run the policy as ACT evaluates it, a chunk
+    predicted at every control step and the actions for each step averaged over every chunk that
+    covers it with w_i = exp(−m·i) (i = 0 the oldest prediction), m = temporal_ensemble_coeff (ACT:
+    0.01). The policy then recommends that execution (``execution``) to the runtime, closed-loop
+    evaluation, the servers' info and ONNX exports. Off by default, as in LeRobot's ACT: it costs
+    one inference per step instead of one per chunk."""
 
     horizon: int = 100
     hidden_dim: int = 128
@@ -34,6 +37,7 @@ class ACTConfig(VLAConfig):
     latent_dim: int = 32
     kl_weight: float = 10.0
     features: str = "vlm"
+    temporal_ensemble: bool = False
     temporal_ensemble_coeff: float = 0.01
 
     def validate(self) -> None:
@@ -66,4 +70,6 @@ class ACTConfig(VLAConfig):
             raise ConfigError(
                 f"{name}.temporal_ensemble_coeff must be a finite number, got {self.temporal_ensemble_coeff!r}"
             )
+        if not isinstance(self.temporal_ensemble, bool):
+            raise ConfigError(f"{name}.temporal_ensemble must be true or false, got {self.temporal_ensemble!r}")
         choice(name, "features", self.features, ("vlm", "vision"))

@@ -9,10 +9,13 @@
 - Decoder: H learned queries cross-attending to the encoder output → the chunk [B, H, A].
 - Loss: L1 over the real steps + β·KL(q ‖ N(0, I)), β = ``kl_weight`` (10).
 - Inference: z = 0, the prior mean. Temporal ensembling of the chunks predicted at every step runs
-  in the serving runtime (librobot.serve, ``mode="ensemble"``) with ``config.temporal_ensemble_coeff``.
+  in the serving runtime (librobot.serve, ``mode="ensemble"``); with ``config.temporal_ensemble``
+  the policy recommends it (``execution``), so evaluation, serving and exports run it that way.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -63,6 +66,11 @@ class ACTPolicy(AbstractVLA):
         self._finish_init()
 
     # ------------------------------------------------------------------ observation
+    @property
+    def execution(self) -> dict[str, Any]:
+        c = self.config
+        return {"mode": "ensemble", "ensemble_coeff": float(c.temporal_ensemble_coeff)} if c.temporal_ensemble else {}
+
     def observation_tokens(self, inputs: VLAInputs) -> tuple[Tensor, Tensor, Tensor]:
         """Projected feature tokens [B, L, d], their mask [B, L] and type ids [B, L]."""
         if self.config.features == "vision":
