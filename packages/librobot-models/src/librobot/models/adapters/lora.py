@@ -226,6 +226,12 @@ class LoRAAdapter(AbstractVLM):
         return self.model.kv_layout
 
     @property
+    def prefix_attention_modes(self) -> tuple[str, ...]:
+        if isinstance(self.model, AbstractVLM):  # the adapters do not change which masks the backbone takes
+            return self.model.prefix_attention_modes
+        return (self.kv_layout.prefix_attention,)
+
+    @property
     def embedding_dim(self) -> int:
         return self.model.embedding_dim
 

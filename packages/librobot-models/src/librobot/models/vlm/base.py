@@ -13,6 +13,8 @@ Contract (all backbones, including the built-in tiny VLM and the pretrained-smal
   from a cached prefix.
 - ``VLMOutput.hidden_states`` [B, L(+S), D], ``attention_mask`` [B, L(+S)] bool (left-padded prefix),
   ``image_mask`` [B, L(+S)] bool, ``prefix_kv`` (a ``PrefixKV``) when ``return_kv=True``.
+- ``prefix_attention``: only where ``prefix_attention_modes`` lists more than the backbone's own;
+  e.g. "bidirectional" on a causal transformers backbone (π0's prefix-LM).
 """
 
 from __future__ import annotations
@@ -73,6 +75,12 @@ class AbstractVLM(nn.Module, VLMInterface):
     @property
     def kv_layout(self) -> KVLayout:
         raise NotImplementedError
+
+    @property
+    def prefix_attention_modes(self) -> tuple[str, ...]:
+        """How this backbone can run its prefix: its own attention first, then any other that
+        ``forward(..., prefix_attention=...)`` accepts (the transformers wrappers: ``hf_base.py``)."""
+        return (self.kv_layout.prefix_attention,)
 
     def extend(
         self,

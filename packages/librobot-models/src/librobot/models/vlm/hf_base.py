@@ -9,12 +9,18 @@ and saving in that layout.
 
 Prompt layout per sample (left-padded to the batch): the family's image block for each view, then
 the instruction; see each family's ``_prompt``.
+
+Prefix attention: each family's own (``prefix_attention``: causal for Qwen-VL, InternVL, LLaVA and
+KosMos-2; bidirectional for PaliGemma and Florence-2). ``forward(..., prefix_attention="bidirectional")``
+runs a causal family's prefix as one bidirectional block instead (π0's prefix-LM), by handing its
+language model a 4-D mask (``prefix_mask.py``); the returned ``PrefixKV`` records which one ran.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -27,6 +33,7 @@ from librobot.core.logging import get_logger
 from librobot.models.components.capture import exporting
 from librobot.models.vlm.base import AbstractVLM, VLMOutput
 from librobot.models.vlm.kv_cache import KVLayout, PrefixKV, kv_from_cache, left_padded_positions
+from librobot.models.vlm.prefix_mask import PREFIX_ATTENTION, check_prefix_attention, prefix_lm_mask
 from librobot.models.vlm.preprocess import resize_normalize
 
 log = get_logger("models.vlm")
@@ -146,8 +153,30 @@ class HFVLM(AbstractVLM):
         use_cache: bool,
         extras: dict[str, Any],
     ) -> tuple[torch.Tensor, Any]:
-        """Run the language layers; returns (final hidden states, cache)."""
+        """Run the language layers; returns (final hidden states, cache). The mask they get is
+        ``self._attention_mask(mask, extras)``."""
         raise NotImplementedError
+
+    def _attention_mask(self, mask: torch.Tensor, extras: dict[str, Any]) -> torch.Tensor:
+        """The 2-D padding mask (the language model adds its own causal mask), or the 4-D prefix-LM
+        mask ``forward`` built when a bidirectional prefix was asked for."""
+        custom = extras.get("prefix_lm_mask")
+        return mask.long() if custom is None else custom
+
+    def _prefix_lm_mask(self, mask: torch.Tensor, suffix_length: int, dtype: torch.dtype) -> torch.Tensor:
+        tc = self.text_config()
+        if "sliding_attention" in (getattr(tc, "layer_types", None) or ()):
+            # a ready 4-D mask replaces the sliding-window one too: refuse rather than drop the window
+            raise ConfigError(
+                f"{self.variant}: the language model has sliding-window layers, which a bidirectional prefix mask "
+                f"would turn into full attention; use its native prefix attention (e.g. Pi0Config.prefix_attention='native')"
+            )
+        return prefix_lm_mask(mask, suffix_length, dtype, tc._attn_implementation, self.variant or self.family)
+
+    @property
+    def prefix_attention_modes(self) -> tuple[str, ...]:
+        # a causal language model can be handed a prefix-LM mask; PaliGemma and Florence-2 are prefix-LMs already
+        return PREFIX_ATTENTION if self.prefix_attention == "causal" else (self.prefix_attention,)
 
     def part_modules(self) -> dict[str, list[nn.Module]]:
         raise NotImplementedError
@@ -289,7 +318,12 @@ class HFVLM(AbstractVLM):
         suffix_embeds: torch.Tensor | None = None,
         suffix_mask: torch.Tensor | None = None,
         return_kv: bool = False,
+        prefix_attention: str | None = None,
     ) -> VLMOutput:
+        """``prefix_attention``: None for the family's own, or one of ``prefix_attention_modes``
+        ("bidirectional" makes the prefix one bidirectional block; a suffix still sees it all)."""
+        check_prefix_attention(prefix_attention, self.prefix_attention_modes, self.variant or self.family)
+        mode = prefix_attention or self.prefix_attention
         p = self.prepare_prefix(images, text)
         embeds, mask, image_mask, positions = p["embeds"], p["mask"], p["image_mask"], p["positions"]
         length = embeds.shape[1]
@@ -302,6 +336,9 @@ class HFVLM(AbstractVLM):
             image_mask = torch.cat([image_mask, torch.zeros_like(s_mask)], dim=1)
             positions = self._cat_positions(positions, self._suffix_positions(next_position, s))
             p["extras"]["suffix_length"] = s
+        if mode != self.prefix_attention:  # a causal family asked for a bidirectional prefix
+            suffix_length = embeds.shape[1] - length
+            p["extras"]["prefix_lm_mask"] = self._prefix_lm_mask(mask, suffix_length, embeds.dtype)
         hidden, cache = self._language(embeds, mask, positions, None, return_kv, p["extras"])
         hidden = hidden.masked_fill(~mask[..., None], 0.0)
         kv = None
@@ -312,7 +349,7 @@ class HFVLM(AbstractVLM):
                 values=tuple(v[:, :, :length] for v in values),
                 attention_mask=mask[:, :length],
                 next_position=next_position,
-                layout=self.kv_layout,
+                layout=replace(self.kv_layout, prefix_attention=mode),  # so a suffix pass knows what it extends
             )
         return VLMOutput(hidden, mask, image_mask, kv, length)
 
@@ -325,8 +362,10 @@ class HFVLM(AbstractVLM):
     ) -> VLMOutput:
         """Hidden states [B, S, D] of suffix embeddings attending to a cached prefix (and causally to
         each other), equal to the suffix part of ``forward(..., suffix_embeds=...)``; with
-        ``return_kv`` also the cache grown by the suffix."""
-        if prefix_kv.layout != self.kv_layout:
+        ``return_kv`` also the cache grown by the suffix. Either prefix attention extends the same
+        way: suffix queries see every cached key, which the language model's own mask gives."""
+        own = replace(prefix_kv.layout, prefix_attention=self.prefix_attention)
+        if own != self.kv_layout or prefix_kv.layout.prefix_attention not in self.prefix_attention_modes:
             raise SpecError(f"{self.variant}: this PrefixKV was made by a backbone with layout {prefix_kv.layout}")
         s_mask = self._check_suffix(suffix_embeds, suffix_mask, prefix_kv.batch_size)
         s = suffix_embeds.shape[1]
@@ -560,10 +599,17 @@ def check_sizes(variant: str, path: Path, config: Any, size_table: Mapping[str, 
     if not expected:
         return
     text = config.get_text_config() if hasattr(config, "get_text_config") else config
+
+    def fits(key: str, found: Any, value: Any) -> bool:
+        # fewer layers is the variant with its top layers dropped (GR00T's select_layer), never more
+        if key in ("num_hidden_layers", "encoder_layers") and isinstance(found, int):
+            return 1 <= found <= value
+        return found == value
+
     wrong = [
         f"{key} {getattr(text, key, None)!r} (the folder) vs {value!r} ({variant})"
         for key, value in expected.items()
-        if key != "vocab_size" and getattr(text, key, value) != value
+        if key != "vocab_size" and not fits(key, getattr(text, key, value), value)
     ]
     if wrong:
         raise CheckpointError(

@@ -205,7 +205,7 @@ class InternVL(HFVLM):
     def _language(self, embeds, mask, positions, cache, use_cache, extras) -> tuple[torch.Tensor, Any]:
         out = self.hf.model.language_model(
             inputs_embeds=embeds,
-            attention_mask=mask.long(),
+            attention_mask=self._attention_mask(mask, extras),
             position_ids=positions,
             past_key_values=cache,
             use_cache=use_cache,

@@ -128,6 +128,8 @@ class Kosmos2(HFVLM):
         return [self.tokenizer.bos_token_id] + ([boi, *slots, eoi] * num_views) + list(text_ids)
 
     def _language(self, embeds, mask, positions, cache, use_cache, extras) -> tuple[torch.Tensor, Any]:
+        if extras.get("prefix_lm_mask") is not None:
+            return self._prefix_lm_language(embeds, positions, use_cache, extras["prefix_lm_mask"])
         out = self.hf.text_model.model(
             inputs_embeds=embeds,
             attention_mask=mask.long(),
@@ -136,6 +138,20 @@ class Kosmos2(HFVLM):
             use_cache=use_cache,
         )
         return out.last_hidden_state, out.past_key_values
+
+    def _prefix_lm_language(self, embeds, positions, use_cache, attn_mask) -> tuple[torch.Tensor, Any]:
+        """The text transformer's own forward with a 4-D prefix-LM mask: it builds its mask from a
+        2-D one and takes no other, so its embedding step, layers and final norm run here (its
+        layerdrop, 0 in KosMos-2, is left out: a skipped layer would leave a hole in the cache)."""
+        from transformers import DynamicCache
+
+        text = self.hf.text_model.model
+        cache = DynamicCache(config=text.config) if use_cache else None
+        h = text.forward_embedding(input_ids=None, inputs_embeds=embeds, cache_length=0, position_ids=positions)
+        h = F.dropout(h, p=text.dropout, training=text.training)
+        for layer in text.layers:
+            h = layer(h, attn_mask, cache=cache, use_cache=use_cache)
+        return text.layer_norm(h), cache
 
     def part_modules(self) -> dict[str, list[nn.Module]]:
         return {

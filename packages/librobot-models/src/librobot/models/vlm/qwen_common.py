@@ -104,7 +104,7 @@ class QwenVLBase(HFVLM):
             kwargs = {"visual_pos_masks": image_mask, "deepstack_visual_embeds": extras["deepstack"]}
         out = self.hf.model.language_model(
             inputs_embeds=embeds,
-            attention_mask=mask.long(),
+            attention_mask=self._attention_mask(mask, extras),
             position_ids=positions,
             past_key_values=cache,
             use_cache=use_cache,

@@ -9,6 +9,7 @@ from librobot.models.action_heads.config import choice, positive
 from librobot.models.frameworks.config import VLAConfig
 
 FLOW_KEYS = ("num_inference_steps", "time_sampling", "integrator")
+PREFIX_ATTENTION = ("bidirectional", "native")
 
 
 @dataclass
@@ -18,7 +19,10 @@ class Pi0Config(VLAConfig):
     because expert layer i attends to the VLM's layer-i keys/values. expert_mlp / expert_mlp_ratio:
     the expert's feed-forward. num_inference_steps / integrator: flow sampling from t = 1 to 0.
     time_sampling: "beta" (π0: more mass at noisy t) or "uniform". ``head`` may override the three
-    flow settings (``{"num_inference_steps": 5}``), as for the frameworks with a separate head."""
+    flow settings (``{"num_inference_steps": 5}``), as for the frameworks with a separate head.
+    prefix_attention: "bidirectional" (π0's prefix-LM: image and instruction tokens all see each
+    other, on every backbone; causal ones such as Qwen-VL, InternVL, LLaVA and KosMos-2 get a
+    block mask) or "native" (the backbone's own prefix attention, causal on those backbones)."""
 
     expert_width: int = 0
     expert_mlp: str = "geglu"
@@ -26,6 +30,7 @@ class Pi0Config(VLAConfig):
     num_inference_steps: int = 10
     time_sampling: str = "beta"
     integrator: str = "euler"
+    prefix_attention: str = "bidirectional"
 
     def validate(self) -> None:
         super().validate()
@@ -44,6 +49,7 @@ class Pi0Config(VLAConfig):
         positive(name, num_inference_steps=self.flow("num_inference_steps"))
         choice(name, "time_sampling", self.flow("time_sampling"), ("beta", "uniform"))
         choice(name, "integrator", self.flow("integrator"), ("euler", "heun"))
+        choice(name, "prefix_attention", self.prefix_attention, PREFIX_ATTENTION)
 
     def flow(self, key: str):
         """A flow setting, ``head`` overrides first."""

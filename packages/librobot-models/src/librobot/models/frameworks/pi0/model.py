@@ -1,11 +1,15 @@
 """π0-style policy (Black et al. 2024).
 
-The VLM runs over the prefix (images + instruction) with its own prefix attention and returns its
-per-layer keys/values (``PrefixKV``). A smaller action expert (``expert.py``) runs over the suffix
-— one state token, then H noisy-action tokens fused with the flow time by an MLP — and its layer i
-attends to the VLM's layer-i prefix keys/values plus the suffix's own, under π0's block-wise mask:
+The VLM runs over the prefix (images + instruction) and returns its per-layer keys/values
+(``PrefixKV``). The prefix is bidirectional on every backbone, as in π0 (a prefix-LM): PaliGemma,
+Florence-2 and the built-in backbones are so already, and the causal ones (Qwen2/2.5/3-VL,
+InternVL, LLaVA, KosMos-2) are asked for it (``prefix_attention="bidirectional"``, a block mask over
+their language model); ``Pi0Config.prefix_attention="native"`` keeps each backbone's own. A smaller
+action expert (``expert.py``) runs over the suffix — one state token, then H noisy-action tokens
+fused with the flow time by an MLP — and its layer i attends to the VLM's layer-i prefix
+keys/values plus the suffix's own, under π0's block-wise mask:
 
-    block 0 prefix   sees the prefix (the VLM's own attention; it never sees the suffix)
+    block 0 prefix   sees the whole prefix (bidirectionally unless "native"; never the suffix)
     block 1 state    sees prefix + state
     block 2 actions  see prefix + state + all actions (bidirectionally)
 
@@ -48,6 +52,12 @@ class Pi0Style(AbstractVLA):
         super().__init__(vlm, action_dim, state_dim, config, **options)
         c = self.config
         layout = self.vlm.kv_layout
+        modes = getattr(self.vlm, "prefix_attention_modes", (layout.prefix_attention,))
+        if c.prefix_attention == "bidirectional" and "bidirectional" not in modes:
+            raise ConfigError(
+                f"Pi0Config.prefix_attention='bidirectional': the {type(self.vlm).__name__} backbone can only run "
+                f"its prefix with {' or '.join(modes)} attention; set prefix_attention='native' to use it as it is"
+            )
         width = c.expert_width or max(8, layout.hidden_size // 2)
         if width % 2:
             raise ConfigError(f"Pi0Config.expert_width must be even (sine/cosine time features), got {width}")
@@ -63,8 +73,15 @@ class Pi0Style(AbstractVLA):
 
     def backbone_probe(self, vlm: nn.Module, image: Tensor) -> list[Tensor]:
         # the expert reads only the per-layer prefix keys/values
-        kv = vlm(image, ["a"], return_kv=True).prefix_kv
+        kv = vlm(image, ["a"], return_kv=True, **self.prefix_options()).prefix_kv
         return [*kv.keys, *kv.values]
+
+    def prefix_options(self) -> dict[str, str]:
+        """Keyword arguments of the backbone's prefix pass: a bidirectional prefix asked of a backbone
+        whose own is causal (nothing where it is bidirectional already, or with "native")."""
+        if self.config.prefix_attention == "native" or self.vlm.kv_layout.prefix_attention == "bidirectional":
+            return {}
+        return {"prefix_attention": "bidirectional"}
 
     # ------------------------------------------------------------------ pieces
     @property
@@ -73,8 +90,14 @@ class Pi0Style(AbstractVLA):
 
     def prefix_cache(self, inputs: VLAInputs) -> ExpertCache:
         """The VLM's per-layer prefix keys/values for the observation (one backbone pass)."""
-        out = run_vlm(self, inputs, return_kv=True)
-        return ExpertCache.from_prefix(out.prefix_kv, self.dtype)
+        kv = run_vlm(self, inputs, return_kv=True, **self.prefix_options()).prefix_kv
+        if self.config.prefix_attention == "bidirectional" and kv.layout.prefix_attention != "bidirectional":
+            raise SpecError(
+                f"the {type(self.vlm).__name__} backbone returned a {kv.layout.prefix_attention} prefix where π0 "
+                f"asked for a bidirectional one; it must honour forward(..., prefix_attention=...) or list only its "
+                f"own mode in prefix_attention_modes"
+            )
+        return ExpertCache.from_prefix(kv, self.dtype)
 
     def state_tokens(self, inputs: VLAInputs) -> Tensor | None:
         if self.state_proj is None:
