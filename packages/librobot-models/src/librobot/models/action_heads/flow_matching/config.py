@@ -20,8 +20,10 @@ class FlowMatchingConfig(DenoiserConfig):
     conditionings (cost term on the normalised distance of pooled conditionings), keeping the
     coupling (approximately) conditional; 0 gives the unconditional OT-CFM.
     sigma: Gaussian width of the probability path (OT-CFM's σ; 0 for rectified flow).
-    time_sampling: "uniform", "logit_normal" (SD3) or "beta" (π0: t = 0.999·(1 − Beta(1.5, 1)),
-    more mass near t = 1, i.e. noisy inputs).
+    time_sampling: "uniform", "logit_normal" (SD3), "beta" (π0: t = 0.001 + 0.999·B) or "beta_gr00t"
+    (GR00T N1: t = B / 0.999), B ~ Beta(1.5, 1): both put more mass near t = 1, i.e. noisy inputs.
+    GR00T writes its time the other way round (τ = 1 at the data): τ = (s − B) / s with s = 0.999,
+    so t = 1 − τ = B / s here, which reaches 1 / s (a touch past pure noise), as in GR00T.
     """
 
     coupling: str = "independent"
@@ -41,7 +43,7 @@ class FlowMatchingConfig(DenoiserConfig):
         name = "FlowMatchingConfig"
         choice(name, "coupling", self.coupling, ("independent", "ot"))
         choice(name, "ot_method", self.ot_method, ("exact", "sinkhorn"))
-        choice(name, "time_sampling", self.time_sampling, ("uniform", "logit_normal", "beta"))
+        choice(name, "time_sampling", self.time_sampling, ("uniform", "logit_normal", "beta", "beta_gr00t"))
         choice(name, "integrator", self.integrator, ("euler", "heun"))
         positive(
             name,

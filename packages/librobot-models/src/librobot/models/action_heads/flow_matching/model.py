@@ -17,7 +17,8 @@ from librobot.models.action_heads.denoiser import ChunkDenoiser
 from librobot.models.action_heads.flow_matching.config import FlowMatchingConfig
 from librobot.models.action_heads.flow_matching.coupling import ot_pairing
 
-_BETA_S = 0.999  # π0's cutoff: t never reaches exactly 1 − s
+_BETA_S = 0.999  # π0's and GR00T's s (FlowMatchingConfig.time_sampling says how each uses it)
+_BETA_ALPHA = 1.5  # both sample B ~ Beta(1.5, 1), whose CDF u^1.5 inverts in closed form
 
 
 class FlowMatchingHead(ActionHeadBase):
@@ -35,8 +36,11 @@ class FlowMatchingHead(ActionHeadBase):
             return u
         if kind == "logit_normal":
             return torch.sigmoid(torch.randn(b, generator=generator, device=like.device, dtype=like.dtype))
-        # Beta(1.5, 1) by inverting its CDF u^1.5 (keeps the draw on ``generator``)
-        return (1 - _BETA_S) + _BETA_S * u.pow(1 / 1.5)
+        # B ~ Beta(1.5, 1) by inverting its CDF u^1.5 (keeps the draw on ``generator``)
+        beta = u.pow(1 / _BETA_ALPHA)
+        if kind == "beta_gr00t":  # GR00T's τ = (s − B) / s, τ = 1 at the data: t = 1 − τ = B / s
+            return beta / _BETA_S
+        return (1 - _BETA_S) + _BETA_S * beta  # π0
 
     def forward(
         self,

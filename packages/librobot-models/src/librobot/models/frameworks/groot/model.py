@@ -1,9 +1,10 @@
 """GR00T-style policy.
 
-The VLM (frozen by default) turns images + instruction into tokens; proprioception goes through
-its own encoder, bypassing the VLM, and joins them as one more token. A DiT head cross-attends to
-these tokens while adaptive norm conditions it on the flow time, and predicts the action chunk by
-flow matching.
+The VLM (frozen by default) turns images + instruction into tokens, read at ``select_layer`` with
+the layers above it dropped (``layers.py``); proprioception goes through its own encoder, bypassing
+the VLM, and joins them as one more token. A DiT head cross-attends to these tokens while adaptive
+norm conditions it on the flow time, and predicts the action chunk by flow matching with GR00T's
+time sampling and step count (``config.py``).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from torch import Tensor, nn
 from librobot.models import create_action_head, create_encoder
 from librobot.models.frameworks.base import AbstractVLA, run_vlm
 from librobot.models.frameworks.groot.config import GR00TConfig
+from librobot.models.frameworks.groot.layers import keep_language_layers
 from librobot.models.frameworks.inputs import VLAInputs
 
 
@@ -24,6 +26,7 @@ class GR00TStyle(AbstractVLA):
     def __init__(self, vlm=None, action_dim=None, state_dim=None, config=None, **options) -> None:
         super().__init__(vlm, action_dim, state_dim, config, **options)
         c: GR00TConfig = self.config
+        keep_language_layers(self.vlm, c.select_layer)  # before freezing: the dropped layers are gone, not frozen
         width = self.vlm.get_embedding_dim()
         self.vlm_proj = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, c.hidden_dim))
         self.state_encoder = (
@@ -36,7 +39,7 @@ class GR00TStyle(AbstractVLA):
                 "horizon": c.horizon,
                 "cond_dim": c.hidden_dim,
                 "cross_attention": True,
-                **c.head,
+                **c.head_options(),
             },
         )
         self._finish_init()
