@@ -93,8 +93,9 @@ def test_teacher_forcing_appends_the_action_tokens_after_the_prompt():
     calls = count_vlm_calls(vla)
     b = make_batch()
     out = vla(b["images"], b["text"], b["proprioception"], b["actions"][:, :H, :A])
-    # state token + all but the last target token as suffix embeddings, in one pass
-    assert calls["forward"] == 1 and calls["suffix_lengths"] == [1 + H * A - 1]
+    # state token + all H·A action tokens as suffix embeddings (the last one predicts the stop
+    # token, OpenVLA's "<actions></s>" target), in one pass
+    assert calls["forward"] == 1 and calls["suffix_lengths"] == [1 + H * A]
     assert torch.isfinite(out["loss"]) and 0 <= float(out["token_accuracy"]) <= 1
 
 

@@ -25,6 +25,7 @@ from torch import Tensor, nn
 from librobot.core import batch as B
 from librobot.core.errors import SpecError
 from librobot.serve.export.layout import GraphLayout, onnx_name_for_camera
+from librobot.serve.export.tasks import task_prompt
 
 PLACEHOLDER = "<exported task>"  # the text the framework sees; the ids come from the graph inputs
 
@@ -39,14 +40,15 @@ def left_pad(ids: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
 
 
 @contextmanager
-def pretokenized(vlm: nn.Module, ids: Tensor, mask: Tensor, num_views: int) -> Iterator[None]:
+def pretokenized(vlm: nn.Module, ids: Tensor, mask: Tensor, num_views: int, text: str = PLACEHOLDER) -> Iterator[None]:
     """Make ``vlm.tokenize`` return ``ids``/``mask`` (one row, repeated for every text it is given).
 
-    The framework passes ``PLACEHOLDER`` as the text; any other text, or a prompt built for another
-    image count, would mean the ids do not fit, so both are refused."""
+    The framework is given ``PLACEHOLDER`` and passes ``text`` on (its prompt of the placeholder,
+    ``task_prompt``); any other text, or a prompt built for another image count, would mean the
+    ids do not fit, so both are refused."""
 
     def tokenize(texts: Any, num_views_called: int = 0) -> tuple[Tensor, Tensor]:
-        if any(t != PLACEHOLDER for t in texts):
+        if any(t != text for t in texts):
             raise SpecError("the exported graph tokenises only its own task input; the framework passed other text")
         if num_views_called != num_views:
             raise SpecError(
@@ -86,7 +88,7 @@ class PolicyGraph(nn.Module):
             actions = model.sample_actions(inputs, None, noise, **options)
         else:
             ids, mask = left_pad(values["task_ids"], values["task_mask"])
-            with pretokenized(model.vlm, ids, mask, lay.task.num_views):
+            with pretokenized(model.vlm, ids, mask, lay.task.num_views, task_prompt(model, PLACEHOLDER)):
                 inputs = model.prepare(images, text, state)
                 actions = model.sample_actions(inputs, None, noise, **options)
         return model.normalizer.unnormalize(B.ACTION, actions).to(torch.float32)

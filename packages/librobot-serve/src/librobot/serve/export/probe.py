@@ -21,7 +21,7 @@ import torch
 from librobot.core.errors import SpecError
 from librobot.serve.export.errors import ExportError
 from librobot.serve.export.layout import GraphLayout, TaskInputs
-from librobot.serve.export.tasks import build_table, pad_id
+from librobot.serve.export.tasks import build_table, pad_id, task_prompt
 
 
 def native_image_size(vlm: Any) -> tuple[int, int] | None:
@@ -104,7 +104,7 @@ def probe(
                 f"{framework}: the backbone is asked for prompts with {views} images in one prediction; one "
                 "task input can hold only one prompt layout"
             )
-        table, length = build_table(vlm, tasks, views[0], max_task_tokens)
+        table, length = build_table(vlm, tasks, views[0], max_task_tokens, lambda t: task_prompt(model, t))
         task = TaskInputs(length=length, pad_id=pad_id(vlm, views[0]), num_views=views[0], table=table)
 
     # --- randomness: none, the initial noise only, or more

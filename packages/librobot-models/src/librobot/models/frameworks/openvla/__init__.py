@@ -6,7 +6,7 @@ REGISTRY = [
         "name": "openvla",
         "target": "model:OpenVLAStyle",
         "aliases": ["openvla_style"],
-        "doc": "OpenVLA-style: 256-bin action tokens on the LM's last vocabulary ids, greedy KV-cached decoding",
+        "doc": "OpenVLA-style: 256-bin action tokens on the tokenizer's last ids, OpenVLA prompt + EOS, greedy KV-cached decoding",
     },
     {
         "name": "openvla-oft",

@@ -8,22 +8,32 @@ from librobot.core.errors import ConfigError
 from librobot.models.action_heads.config import choice
 from librobot.models.frameworks.config import VLAConfig
 
+# The text the backbone gets for an instruction (see ``OpenVLAConfig.prompt``).
+PROMPTS = {
+    "openvla": "In: What action should the robot take to {instruction}?\nOut:",  # instruction lower-cased
+    "instruction": "{instruction}",
+}
+
 
 @dataclass
 class OpenVLAConfig(VLAConfig):
     """num_bins: uniform bins per action coordinate over [-1, 1] (OpenVLA: 256); the bins take the
-    last ``num_bins`` non-special ids of the backbone's vocabulary. horizon: OpenVLA predicts one
-    step (7 tokens); H > 1 writes the chunk as H·A tokens, time-major. use_kv_cache: decode by
-    extending the cached prompt (False: recompute the sequence at every token, the reference)."""
+    last ``num_bins`` non-special ids of the tokenizer's vocabulary. horizon: OpenVLA predicts one
+    step (7 tokens); H > 1 writes the chunk as H·A tokens, time-major. prompt: "openvla" (OpenVLA's
+    ``In: What action should the robot take to {instruction.lower()}?\nOut:``) or "instruction"
+    (the instruction as given, the behaviour before issue 20). use_kv_cache: decode by extending the
+    cached prompt (False: recompute the sequence at every token, the reference)."""
 
     horizon: int = 1
     num_bins: int = 256
+    prompt: str = "openvla"
     use_kv_cache: bool = True
 
     def validate(self) -> None:
         super().validate()
         if not isinstance(self.num_bins, int) or self.num_bins < 2:
             raise ConfigError(f"OpenVLAConfig.num_bins must be an int >= 2, got {self.num_bins!r}")
+        choice("OpenVLAConfig", "prompt", self.prompt, tuple(PROMPTS))
 
 
 @dataclass

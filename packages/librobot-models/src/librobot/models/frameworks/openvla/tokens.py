@@ -2,17 +2,20 @@
 
 Both write an action chunk as a sequence of vocabulary ids that the VLM's own language-model head
 predicts, teacher-forced after the prompt during training and decoded greedily at inference. They
-differ in which ids the actions take and how decoding is constrained (see each model's docstring);
-this module holds what they share:
+differ in the prompt, how decoding is constrained (see each model's docstring) and which ids the
+actions take — always ids of the backbone's *tokenizer*, never the padding rows real checkpoints
+add past it (``vocabulary.py``):
 
-- ``token_embedding`` / ``has_vocabulary`` / ``protected_ids``: the backbone's input-embedding table
-  and the ids a prompt needs (never reused for actions);
-- ``ActionVocab``: action token k ↔ vocabulary id ``ids[k]``; input embeddings and logits come from the
-  backbone's table and LM head. A backbone without a vocabulary (``pretrained-small``: encoders and a
-  fusion transformer, no LM head) gets a framework-owned table and output layer over the K action
-  tokens, so the policy still works on it;
-- ``ActionTokenVLA``: the training loss (cross-entropy over the LM vocabulary at the action
-  positions) and greedy decoding, with the prefix KV cache (``vlm.extend``) or by recomputation.
+- OpenVLA-style: the last K ids of the tokenizer's vocabulary, bin k → ``tokenizer.vocab_size - 1
+  - k`` skipping special/added/image ids (OpenVLA's mapping, which overwrites the least-used tokens);
+- RT-2-style: K new tokens added to the tokenizer (ids ``len(tokenizer)``…), on padding rows where
+  the table has them, else on new rows (``rt2/reserved.py``);
+- without a tokenizer: the built-in tiny VLM's byte vocabulary (+ ``extra_tokens``), or, without an
+  LM head (``pretrained-small``), a framework-owned table (``ActionVocab(ids=None)``).
+
+This module holds ``ActionTokenVLA``: the prompt hook, the training loss (cross-entropy over the LM
+vocabulary at the action positions) and greedy decoding, with the prefix KV cache (``vlm.extend``)
+or by recomputation.
 """
 
 from __future__ import annotations
@@ -23,102 +26,21 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from librobot.core.errors import ConfigError, SpecError
+from librobot.core.errors import SpecError
 from librobot.models.frameworks.base import AbstractVLA
 from librobot.models.frameworks.inputs import VLAInputs
-
-
-# ---------------------------------------------------------------------------------- vocabulary
-def token_embedding(vlm: nn.Module) -> nn.Embedding | None:
-    """The backbone's input-embedding table (the one its prompt tokens go through), if it has one."""
-    hf = getattr(vlm, "hf", None)
-    if hf is not None and callable(getattr(hf, "get_input_embeddings", None)):
-        emb = hf.get_input_embeddings()
-        return emb if isinstance(emb, nn.Embedding) else None
-    emb = getattr(vlm, "embed", None)
-    return emb if isinstance(emb, nn.Embedding) else None
-
-
-def has_vocabulary(vlm: nn.Module) -> bool:
-    """True when the backbone has both a token table and a language-model head over it."""
-    return token_embedding(vlm) is not None and getattr(vlm, "lm_head", None) is not None
-
-
-def vocabulary_size(vlm: nn.Module) -> int:
-    """Ids usable both as input embeddings and as LM-head outputs."""
-    emb = token_embedding(vlm)
-    head = getattr(vlm, "lm_head", None)
-    rows = getattr(head, "num_embeddings", None) or getattr(head, "out_features", None) or emb.num_embeddings
-    return min(int(emb.num_embeddings), int(rows))
-
-
-def protected_ids(vlm: nn.Module) -> set[int]:
-    """Ids a prompt may contain besides ordinary text: specials, added tokens, image placeholders."""
-    from librobot.models.vlm.tiny_vlm import BYTE_SPECIALS, TinyVLM
-
-    if isinstance(vlm, TinyVLM):
-        return set(range(256, 256 + BYTE_SPECIALS))  # <pad>, <s>, </s>, <image>
-    ids: set[int] = set()
-    tok = getattr(vlm, "tokenizer", None)
-    if tok is not None:
-        ids.update(int(i) for i in getattr(tok, "all_special_ids", []) or [])
-        ids.update(int(i) for i in (getattr(tok, "added_tokens_decoder", None) or {}))
-    image = getattr(getattr(getattr(vlm, "hf", None), "config", None), "image_token_id", None)
-    if image is not None:
-        ids.add(int(image))
-    return ids
-
-
-class ActionVocab(nn.Module):
-    """Action token k ↔ vocabulary id ``ids[k]`` (k < K).
-
-    The backbone is passed to each method rather than stored, so its weights are registered once
-    (under the framework's ``vlm``) and never saved twice.
-    """
-
-    def __init__(self, vlm: nn.Module, ids: list[int] | None, num_tokens: int) -> None:
-        super().__init__()
-        self.num_tokens = int(num_tokens)
-        self.own = ids is None
-        if self.own:  # no vocabulary: the K action tokens are the whole vocabulary
-            dim = vlm.get_embedding_dim()
-            self.embed = nn.Embedding(num_tokens, dim)
-            nn.init.normal_(self.embed.weight, std=0.02)
-            self.head = nn.Linear(dim, num_tokens)
-            ids = list(range(num_tokens))
-        if len(ids) != num_tokens or len(set(ids)) != num_tokens:
-            raise ConfigError(f"need {num_tokens} distinct action-token ids, got {len(set(ids))}")
-        self.register_buffer("ids", torch.tensor(ids, dtype=torch.long), persistent=False)
-        self.register_buffer("sorted_ids", torch.tensor(sorted(ids), dtype=torch.long), persistent=False)
-        self.register_buffer(
-            "order", torch.tensor(sorted(range(num_tokens), key=ids.__getitem__), dtype=torch.long), persistent=False
-        )
-
-    def embed_ids(self, vlm: nn.Module, vocab_ids: Tensor) -> Tensor:
-        """Input embeddings [B, S, D] of vocabulary ids [B, S] (as the prompt's tokens get theirs)."""
-        table = self.embed if self.own else token_embedding(vlm)
-        return table(vocab_ids)
-
-    def logits(self, vlm: nn.Module, hidden: Tensor) -> Tensor:
-        """Next-token logits over the whole vocabulary [..., V] from hidden states [..., D]."""
-        return self.head(hidden) if self.own else vlm.compute_logits(hidden)
-
-    def index_of(self, vocab_ids: Tensor) -> Tensor:
-        """Action index k of each id; an id that is no action token maps to the nearest one by id
-        (OpenVLA's clipping of out-of-range ids, generalised to non-contiguous id sets)."""
-        # searchsorted (side='left') as a count of smaller ids: the same index, and ONNX has no searchsorted
-        pos = (self.sorted_ids < vocab_ids.unsqueeze(-1)).sum(-1).clamp(max=self.num_tokens - 1)
-        below = (pos - 1).clamp(min=0)
-        closer_below = (vocab_ids - self.sorted_ids[below]).abs() < (self.sorted_ids[pos] - vocab_ids).abs()
-        return self.order[torch.where(closer_below, below, pos)]
+from librobot.models.frameworks.openvla.vocabulary import ActionVocab
 
 
 # ---------------------------------------------------------------------------------- policy base
 class ActionTokenVLA(AbstractVLA):
     """Common machinery of policies whose language model writes actions as tokens.
 
-    Sequence per sample: prompt (images + instruction) → [state token] → action tokens t_0…t_{N−1}.
-    Proprioception, when ``state_dim`` > 0, is projected to one embedding placed after the prompt
+    Sequence per sample: prompt (images + ``prompt(instruction)``) → [state token] → action tokens
+    t_0…t_{N−1}. The backbone lays the prompt text out as its family does (image tokens, BOS, chat
+    wrapper); ``prompt`` is what text it gets for an instruction (the instruction itself unless a
+    subclass says otherwise), applied in ``prepare`` so training, inference and export see the same
+    prompt. Proprioception, when ``state_dim`` > 0, is projected to one embedding placed after the prompt
     (OpenVLA and RT-2 themselves take none; OpenVLA-OFT adds it the same way). Subclasses call
     ``_build_tokens`` with an ``ActionVocab`` and, optionally, ``allowed_ids`` (constrained decoding)
     and ``eos_id`` (variable-length sequences), and implement ``encode_actions``/``decode_tokens``.
@@ -149,6 +71,22 @@ class ActionTokenVLA(AbstractVLA):
         return [vocab.logits(vlm, hidden) if vocab is not None else vlm.compute_logits(hidden)]
 
     # ------------------------------------------------------------------ subclass hooks
+    def prompt(self, instruction: str) -> str:
+        """The text the backbone is given for one instruction."""
+        return instruction
+
+    def prepare(
+        self,
+        images: Any,
+        text: Any = None,
+        proprioception: Tensor | None = None,
+        actions: Tensor | None = None,
+        action_is_pad: Tensor | None = None,
+    ) -> VLAInputs:
+        inputs = super().prepare(images, text, proprioception, actions, action_is_pad)
+        inputs.text = [self.prompt(t) for t in inputs.text]
+        return inputs
+
     def encode_actions(self, actions: Tensor, action_is_pad: Tensor) -> tuple[Tensor, Tensor]:
         """Normalised actions [B, H, A] → target vocabulary ids [B, N] and loss weights [B, N]."""
         raise NotImplementedError

@@ -1,12 +1,14 @@
 """RT-2-style policy (Brohan et al. 2023): actions are words of the VLM's own vocabulary.
 
 How it differs from OpenVLA-style (``openvla``), which also has the LM write action tokens:
-- Ids: RT-2-style *reserves new ids* for the actions — the vocabulary grows by K rows (input
-  embeddings and LM head) instead of overwriting existing tokens, so text keeps every token it had.
-  The built-in tiny VLM's spare ids are its ``extra_tokens`` (grown to K if it has fewer); for the
-  transformers backbones the embeddings and LM head are resized with ``resize_token_embeddings``
-  (new rows start at the mean of the old ones, transformers' default). The first reserved id is
-  kept in the config (``reserved_start``), so a saved policy reloads without growing again.
+- Ids: RT-2-style *reserves new ids* for the actions — the vocabulary grows by K tokens instead of
+  overwriting existing ones, so text keeps every token it had. On transformers backbones the K
+  tokens are added to the tokenizer (ids ``len(tokenizer)``…, so they stay within the tokenizer's
+  vocabulary and decode to ``<robot_action_k>``), on padding rows where the table has them, else on
+  rows added with ``resize_token_embeddings`` (new rows start at the mean of the old ones,
+  transformers' default); the built-in tiny VLM's are its ``extra_tokens`` (see ``reserved.py``).
+  The first reserved id is kept in the config (``reserved_start``), so a saved policy reloads
+  without growing again.
 - Decoding is *constrained*: at every step only action ids (and the end token) can be chosen, so
   the output always detokenises; OpenVLA-style takes the argmax over the whole vocabulary.
 - Tokenizer: uniform bins (RT-2's 256 per coordinate, H·A tokens) or FAST (DCT + BPE, from the
@@ -21,13 +23,12 @@ output layer over the K action tokens instead of reserved rows.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from librobot.core.errors import ConfigError, SpecError
+from librobot.core.errors import SpecError
 from librobot.core.interfaces import ActionTokenizerInterface
 from librobot.models.action_heads.autoregressive.tokenizers import (
     RegistryTokenizer,
@@ -36,40 +37,10 @@ from librobot.models.action_heads.autoregressive.tokenizers import (
     describe,
 )
 from librobot.models.action_heads.base import edge_fill
-from librobot.models.frameworks.openvla.tokens import (
-    ActionTokenVLA,
-    ActionVocab,
-    has_vocabulary,
-    token_embedding,
-    vocabulary_size,
-)
+from librobot.models.frameworks.openvla.tokens import ActionTokenVLA
+from librobot.models.frameworks.openvla.vocabulary import ActionVocab, has_vocabulary
 from librobot.models.frameworks.rt2.config import RT2Config
-
-
-def reserve_ids(vlm: nn.Module, count: int, start: int | None) -> int:
-    """Make ids [first, first + count) exist as new, unused vocabulary rows; returns ``first``."""
-    from librobot.models.vlm.tiny_vlm import BYTE_SPECIALS, TinyVLM
-
-    if isinstance(vlm, TinyVLM):
-        first = 256 + BYTE_SPECIALS  # the tiny VLM's extra_tokens follow its bytes and specials
-        if start is not None and start != first:
-            raise ConfigError(f"reserved_start={start} does not match the tiny VLM's first spare id {first}")
-        if vlm.cfg.extra_tokens < count:
-            old = vlm.embed
-            new = nn.Embedding(first + count, old.embedding_dim, device=old.weight.device, dtype=old.weight.dtype)
-            nn.init.normal_(new.weight, std=0.02)  # the tiny VLM's own initialisation
-            with torch.no_grad():
-                new.weight[: old.num_embeddings] = old.weight
-            new.weight.requires_grad_(old.weight.requires_grad)
-            vlm.embed = new
-            vlm.cfg = dataclasses.replace(vlm.cfg, extra_tokens=count)  # saved with the backbone
-        return first
-    if getattr(vlm, "hf", None) is not None:
-        first = token_embedding(vlm).num_embeddings if start is None else start
-        if vocabulary_size(vlm) < first + count:
-            vlm.hf.resize_token_embeddings(first + count)
-        return first
-    raise ConfigError(f"{type(vlm).__name__}: don't know how to add reserved token ids to this backbone's vocabulary")
+from librobot.models.frameworks.rt2.reserved import reserve_ids
 
 
 class RT2Style(ActionTokenVLA):
