@@ -3,7 +3,11 @@
 A sample for frame t of episode e holds (no batch axis; DataLoader's default collate batches it):
 - ``observation.images.<cam>``: float [T_obs, C, H, W] in [0, 1] (frames t-T_obs+1 .. t)
 - ``observation.state``: float [T_obs, S]; ``observation.state_is_pad`` bool [T_obs] (LeRobot's name),
-  and ``observation_is_pad`` bool [T_obs] for the whole observation window (cameras included)
+  and ``observation_is_pad`` bool [T_obs] for the whole observation window (cameras included).
+  ``state_keys`` makes it the concatenation of several observation vectors, in the order given
+  (``["observation.state", "observation.environment_state"]``, or ``"all"``; see ``state_keys.py``);
+  each part is read and normalised on its own, then joined (float32). The default is
+  ``observation.state`` alone.
 - ``action``: float [H, A] (frames t .. t+H-1); ``action_is_pad`` bool [H]
 - ``task`` (str), ``index``, ``episode_index``, ``frame_index`` (numpy int64), ``timestamp`` (float32)
 Windows running past an episode's edge repeat its first/last frame and are flagged in ``*_is_pad``.
@@ -40,6 +44,7 @@ from librobot.core.specs import FeatureSpec
 from librobot.data._torch import torch
 from librobot.data.episode import is_image_key
 from librobot.data.sampling import frame_offsets, split_episodes, window
+from librobot.data.state_keys import joined_feature, joined_stats, resolve_state_keys
 from librobot.data.store.reader import EpisodeStore
 
 OBS_IS_PAD = "observation_is_pad"  # [T_obs]: the observation frame was before the episode start
@@ -62,6 +67,7 @@ class WindowDataset(Dataset, DatasetInterface):
         state_key: str | None,
         action_key: str | None,
         extra_keys: Sequence[str],
+        state_keys: str | Sequence[str] | None = None,
         episodes: Sequence[int] | None,
         split: str | None,
         val_fraction: float,
@@ -84,16 +90,16 @@ class WindowDataset(Dataset, DatasetInterface):
                 raise ConfigError(f"cameras {unknown} are not in the dataset (has {images})")
             images = wanted
         self.image_keys = images
-        self.state_key = state_key if state_key in features else None
-        if state_key and state_key != OBS_STATE and self.state_key is None:
-            raise ConfigError(f"state_key '{state_key}' is not a feature (features: {sorted(features)})")
+        # the vectors joined into observation.state; state_key stays the one key of a single-part state
+        self.state_keys = resolve_state_keys(features, state_key, state_keys)
+        self.state_key = self.state_keys[0] if len(self.state_keys) == 1 else None
         self.action_key = action_key if action_key in features else None
         if action_key and action_key != ACTION and self.action_key is None:
             raise ConfigError(f"action_key '{action_key}' is not a feature (features: {sorted(features)})")
         missing = [k for k in extra_keys if k not in features]
         if missing:
             raise ConfigError(f"extra_keys {missing} are not features (features: {sorted(features)})")
-        obs_keys = self.image_keys + ([self.state_key] if self.state_key else [])
+        obs_keys = self.image_keys + self.state_keys
         self.offsets = frame_offsets(
             fps,
             obs_keys=obs_keys,
@@ -104,6 +110,12 @@ class WindowDataset(Dataset, DatasetInterface):
             delta_timestamps=delta_timestamps,
             tolerance_s=tolerance_s,
         )
+        if len({tuple(self.offsets[k]) for k in self.state_keys}) > 1:
+            raise ConfigError(
+                f"the state parts {self.state_keys} are joined frame by frame, so they need the same frame offsets; "
+                f"give delta_timestamps for each of them alike, or for none (got "
+                f"{ {k: self.offsets[k].tolist() for k in self.state_keys} })"
+            )
         lengths = {len(self.offsets[k]) for k in obs_keys}
         if len(lengths) > 1:
             raise ConfigError(
@@ -147,6 +159,8 @@ class WindowDataset(Dataset, DatasetInterface):
         """Per-frame specs of what samples hold (images as float32 C, H, W)."""
         out = {}
         for key in self.offsets:
+            if key in self.state_keys and len(self.state_keys) > 1:
+                continue  # samples hold the parts only joined (below)
             spec = self.storage_features[key]
             out[key] = FeatureSpec(
                 name=key,
@@ -155,7 +169,23 @@ class WindowDataset(Dataset, DatasetInterface):
                 kind=spec.kind,
                 names=spec.names,
             )
+        if len(self.state_keys) > 1:
+            out[OBS_STATE] = joined_feature(self.storage_features, self.state_keys)
         return out
+
+    @property
+    def state_feature(self) -> FeatureSpec | None:
+        """What samples hold as ``observation.state`` (the joined parts' spec and names), or None."""
+        if not self.state_keys:
+            return None
+        if len(self.state_keys) == 1:
+            return self.storage_features[self.state_keys[0]]
+        return joined_feature(self.storage_features, self.state_keys)
+
+    @property
+    def state_parts(self) -> list[list[Any]]:
+        """``[[key, width], ...]`` of the state: what a policy trained on these samples records."""
+        return [[k, int(self.storage_features[k].shape[-1])] for k in self.state_keys]
 
     @property
     def fps(self) -> float:
@@ -213,7 +243,9 @@ class WindowDataset(Dataset, DatasetInterface):
             sample = self.normalizer.normalize(sample)
         if self.action_key and self.action_key != ACTION:
             sample[ACTION] = sample.pop(self.action_key)
-        if self.state_key and self.state_key != OBS_STATE:
+        if len(self.state_keys) > 1:
+            self._join_state(sample)
+        elif self.state_key and self.state_key != OBS_STATE:
             sample[OBS_STATE] = sample.pop(self.state_key)
             sample[OBS_STATE + "_is_pad"] = sample.pop(self.state_key + "_is_pad")
         sample[TASK] = self._task(frame)
@@ -223,6 +255,14 @@ class WindowDataset(Dataset, DatasetInterface):
         sample[FRAME_INDEX] = np.int64(frame - start)
         sample[TIMESTAMP] = np.float32((frame - start) / self._fps)
         return sample
+
+    def _join_state(self, sample: dict[str, Any]) -> None:
+        """The (already normalised, if a normaliser is set) parts → one float32 observation.state;
+        the parts share their frame offsets, so the first part's padding flags hold for all."""
+        parts = [sample.pop(k).to(torch.float32) for k in self.state_keys]
+        pads = [sample.pop(f"{k}_is_pad") for k in self.state_keys]
+        sample[OBS_STATE] = torch.cat(parts, dim=-1)
+        sample[OBS_STATE + "_is_pad"] = pads[0]
 
     def image_window_shape(self, key: str) -> tuple[int, ...]:
         """[T_obs, C, H, W] of one sample's ``key`` window (as stored: before any image transform)."""
@@ -283,6 +323,7 @@ class StoreDataset(WindowDataset):
         delta_timestamps: Mapping[str, Sequence[float]] | None = None,
         cameras: Sequence[str] | None = None,
         state_key: str | None = OBS_STATE,
+        state_keys: str | Sequence[str] | None = None,
         action_key: str | None = ACTION,
         extra_keys: Sequence[str] = (),
         episodes: Sequence[int] | None = None,
@@ -307,6 +348,7 @@ class StoreDataset(WindowDataset):
             delta_timestamps=delta_timestamps,
             cameras=cameras,
             state_key=state_key,
+            state_keys=state_keys,
             action_key=action_key,
             extra_keys=extra_keys,
             episodes=episodes,
@@ -324,7 +366,12 @@ class StoreDataset(WindowDataset):
 
     @property
     def stats(self) -> dict[str, Any] | None:
-        return self.store.stats
+        """The store's per-feature statistics, ``observation.state``'s being those of what samples
+        hold there: the parts' own statistics side by side (the parts keep theirs too)."""
+        stats = self.store.stats
+        if stats is None or self.state_keys in ([], [OBS_STATE]):
+            return stats
+        return {**stats, OBS_STATE: joined_stats(stats, self.state_keys)}
 
     def _read_images(self, key: str, indices: np.ndarray) -> np.ndarray:
         return self.store.take(key, indices)

@@ -16,6 +16,7 @@ import numpy as np
 from librobot.core.errors import CheckpointError, SpecError
 from librobot.core.extras import require
 from librobot.core.interfaces import PolicyInterface
+from librobot.core.observations import StatePart, canonical_observation, parse_state_parts
 from librobot.core.specs import FeatureSpec
 from librobot.serve.errors import CorruptModelError, GraphMismatchError
 from librobot.serve.rtc import pad_prefix
@@ -75,6 +76,7 @@ class OnnxPolicy(PolicyInterface):
             ) from None
         self._check_graph(sidecar_path(path))
         self._features = self.spec.features()
+        self._state_parts = parse_state_parts(self.spec.state_parts, where="sidecar state_parts")
         self._rng = np.random.default_rng(seed)
         self._rng_lock = threading.Lock()
 
@@ -117,6 +119,12 @@ class OnnxPolicy(PolicyInterface):
         return dict(self._features)
 
     @property
+    def state_parts(self) -> tuple[StatePart, ...]:
+        """The observation vectors the state input joins (sidecar ``state_parts``); sent as separate
+        keys they are concatenated in this order before the graph runs."""
+        return self._state_parts
+
+    @property
     def known_tasks(self) -> tuple[str, ...] | None:
         return self.spec.known_tasks
 
@@ -129,7 +137,7 @@ class OnnxPolicy(PolicyInterface):
         prefix_weights: np.ndarray | None = None,
         noise: np.ndarray | None = None,
     ) -> np.ndarray:
-        obs = check_observation(self._features, observation)
+        obs = check_observation(self._features, canonical_observation(observation, self._state_parts))
         stacked = {k: v[None] for k, v in obs.items()}
         pa = pw = None
         if prefix_actions is not None:
@@ -149,7 +157,7 @@ class OnnxPolicy(PolicyInterface):
         """Chunks [B, H, A] for observations stacked on a leading batch axis; prefixes, if any, are
         padded to the chunk ([B, H, A] actions, [B, H] weights, zero weight = unconstrained)."""
         batch = len(tasks)
-        stacked = check_observation(self._features, observations, batch)
+        stacked = check_observation(self._features, canonical_observation(observations, self._state_parts), batch)
         if self.spec.batch == 1 and batch > 1:  # fixed-batch graph: one run per item
             return np.concatenate(
                 [

@@ -16,6 +16,9 @@ A policy is anything implementing ``librobot.core.interfaces.PolicyInterface``. 
 - **Boundary description**: ``input_features`` (name → ``FeatureSpec`` without batch axis) and
   ``known_tasks`` (the task strings it was trained on, or None for free text) let servers reject bad
   requests before they reach the model. ``thread_safe = True`` lets servers call it concurrently.
+- **State parts**: ``state_parts`` (``[[key, width], ...]`` or ``StatePart``s) when the policy's
+  ``observation.state`` joins several observation vectors; servers accept the parts as separate
+  keys and join them before validating (``librobot.core.observations``).
 
 The safety layer lives in ``librobot.robots``; the runtime accepts any object with its
 ``filter(action, now) -> action`` method (``SafetyFilter``), so this package never imports robots.
@@ -32,6 +35,7 @@ import numpy as np
 
 from librobot.core.errors import ConfigError
 from librobot.core.interfaces import PolicyInterface
+from librobot.core.observations import StatePart, parse_state_parts
 from librobot.core.specs import FeatureSpec
 
 
@@ -103,6 +107,11 @@ def supports_batch(policy: Any) -> bool:
 def input_features(policy: Any) -> dict[str, FeatureSpec] | None:
     features = getattr(policy, "input_features", None)
     return dict(features) if features else None
+
+
+def state_parts(policy: Any) -> tuple[StatePart, ...]:
+    """The observation vectors the policy's state joins, in order (``()``: observation.state as sent)."""
+    return parse_state_parts(getattr(policy, "state_parts", None) or None, where=f"{type(policy).__name__}.state_parts")
 
 
 def known_tasks(policy: Any) -> tuple[str, ...] | None:

@@ -21,6 +21,7 @@ import numpy as np
 from librobot.core.errors import ConfigError, SpecError
 from librobot.core.interfaces import PolicyInterface
 from librobot.core.logging import get_logger
+from librobot.core.observations import canonical_observation, is_composite, state_parts_to_json
 from librobot.serve import __version__
 from librobot.serve.auth import TokenAuth
 from librobot.serve.batching import BatchItem, DynamicBatcher
@@ -31,6 +32,7 @@ from librobot.serve.protocols import (
     known_tasks,
     obs_horizon,
     recommended_execution,
+    state_parts,
     supports_batch,
     supports_rtc,
 )
@@ -110,6 +112,7 @@ class PolicyService:
         self.metrics = ServerMetrics()
         self.features = input_features(policy)
         self.tasks = known_tasks(policy)
+        self.state_parts = state_parts(policy)  # sent as separate keys, joined before validation
         self.rtc = supports_rtc(policy)
         self.horizon, self.action_dim = int(policy.chunk_size), int(policy.action_dim)
         self._lock = nullcontext() if getattr(policy, "thread_safe", False) else threading.Lock()
@@ -147,6 +150,8 @@ class PolicyService:
             "execution": recommended_execution(self.policy),
             "known_tasks": list(self.tasks) if self.tasks else None,
             "input_features": [f.to_dict() for f in self.features.values()] if self.features else None,
+            # observation.state may also be sent as these parts, each under its own key
+            "state_parts": state_parts_to_json(self.state_parts) if is_composite(self.state_parts) else None,
             "batching": {"max_batch_size": self.config.max_batch_size, "timeout_ms": self.config.batch_timeout_ms},
             "max_request_bytes": self.config.max_request_bytes,
         }
@@ -155,11 +160,8 @@ class PolicyService:
     def validate(self, request: PredictRequest) -> PredictRequest:
         """Coerce and check every field; raises RequestError naming the field."""
         try:
-            obs = (
-                check_observation(self.features, request.observation)
-                if self.features
-                else check_finite_arrays(request.observation)
-            )
+            sent = canonical_observation(request.observation, self.state_parts)
+            obs = check_observation(self.features, sent) if self.features else check_finite_arrays(sent)
             task = check_task(request.task, self.tasks)
             prefix = weights = None
             if request.prefix_weights is not None and request.prefix_actions is None:

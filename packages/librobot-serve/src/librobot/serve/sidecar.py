@@ -42,6 +42,11 @@ the model code. Example (``policy.json`` beside ``policy.onnx``)::
 - ``execution`` (optional): how the policy's chunks are meant to run, followed by a runtime with
   ``mode="auto"``: ``{"mode": "ensemble", "ensemble_coeff": m}`` for ACT's temporal ensembling, or
   ``{"mode": "sync"}``; absent means no preference.
+- ``state_parts`` (optional, written only when the policy has them): ``[[key, width], ...]``, the
+  observation vectors the ``observation.state`` input joins, in order (e.g.
+  ``[["observation.state", 2], ["observation.environment_state", 3]]``). ``OnnxPolicy`` accepts them
+  as separate keys and concatenates them before feeding the graph; the widths sum to the state
+  input's last axis. A reader that predates the field refuses such a sidecar instead of misreading it.
 - Normalisation modes: ``mean_std`` (mean/std), ``min_max`` (min/max → [-1, 1]), ``quantile``
   (q01/q99 → [-1, 1]), the same as the training processor.
 """
@@ -57,8 +62,10 @@ from typing import Any
 
 import numpy as np
 
+from librobot.core.batch import OBS_STATE
 from librobot.core.checkpoint import read_json, sha256_file, write_json
-from librobot.core.errors import CheckpointError, SpecError
+from librobot.core.errors import CheckpointError, ConfigError, SpecError
+from librobot.core.observations import describe_parts, parse_state_parts
 from librobot.core.specs import FeatureSpec
 from librobot.serve.errors import CorruptModelError, MissingChecksumError, PolicyArtifactError, SidecarError
 
@@ -227,6 +234,7 @@ class OnnxPolicySpec:
     execution: Mapping[str, Any] | None = None  # mode, ensemble_coeff
     quantization: str | None = None
     producer: Mapping[str, Any] = field(default_factory=dict)
+    state_parts: tuple[tuple[str, int], ...] | None = None  # key, width: what observation.state joins
 
     def __post_init__(self) -> None:
         _model_name(self.model)
@@ -260,10 +268,27 @@ class OnnxPolicySpec:
                 raise SidecarError(
                     f"sidecar normalisation '{key}': {norm.size} values for a last axis of {widths[key]}"
                 )
+        self._check_state_parts()
         self._check_extras()
         onnx_names = [b.onnx_name for b in self.inputs] + self._extra_inputs()
         if len(set(onnx_names)) != len(onnx_names):
             raise SidecarError(f"sidecar: graph input names must be unique, got {onnx_names}")
+
+    def _check_state_parts(self) -> None:
+        if self.state_parts is None:
+            return
+        try:
+            parts = parse_state_parts(self.state_parts, where="sidecar state_parts")
+        except ConfigError as exc:
+            raise SidecarError(str(exc)) from None
+        object.__setattr__(self, "state_parts", tuple((p.key, p.width) for p in parts))
+        state = [b for b in self.inputs if b.name == OBS_STATE]
+        total = sum(p.width for p in parts)
+        if not state or state[0].shape[-1] != total:
+            got = f"a last axis of {state[0].shape[-1]}" if state else "no observation.state input"
+            raise SidecarError(
+                f"sidecar state_parts ({describe_parts(parts)}) add up to {total} values, but there is {got}"
+            )
 
     def _check_extras(self) -> None:
         if self.noise is not None:
@@ -317,6 +342,10 @@ class OnnxPolicySpec:
         out["inputs"] = [asdict(b) | {"shape": list(b.shape)} for b in self.inputs]
         out["normalization"] = {k: n.to_dict() for k, n in self.normalization.items()}
         out["action_names"] = list(self.action_names) if self.action_names else None
+        if self.state_parts is None:
+            del out["state_parts"]  # sidecars of single-vector policies stay readable by older readers
+        else:
+            out["state_parts"] = [list(p) for p in self.state_parts]
         return out
 
     @classmethod

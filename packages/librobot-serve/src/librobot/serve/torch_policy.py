@@ -4,6 +4,8 @@ Observations are single frames without batch axis, as a robot or simulator produ
 ``observation.state`` [S] and ``observation.images.<camera>`` as uint8 [H, W, C] (or [C, H, W]) or
 float [C, H, W] in [0, 1]. ``predict_chunks`` takes the same keys stacked on a leading batch axis,
 so a server's dynamic batcher or a vectorised evaluator makes one forward pass for many requests.
+A policy whose state joins several observation vectors (its config's ``state_parts``) takes them
+as separate keys, or ``observation.state`` already joined (``librobot.core.observations``).
 torch and librobot-models are imported only when a policy is built (extra: librobot-serve[export]).
 """
 
@@ -19,6 +21,7 @@ from librobot.core import batch as B
 from librobot.core.errors import SpecError
 from librobot.core.extras import require
 from librobot.core.interfaces import PolicyInterface
+from librobot.core.observations import StatePart, canonical_observation, parse_state_parts
 
 
 def _image_batch(torch: Any, frames: np.ndarray, key: str) -> Any:
@@ -76,6 +79,11 @@ class TorchPolicy(PolicyInterface):
         return dict(getattr(self.model, "execution", None) or {})
 
     @property
+    def state_parts(self) -> tuple[StatePart, ...]:
+        """The observation vectors the model's state joins, in order (``()``: observation.state as sent)."""
+        return parse_state_parts(getattr(self.model.config, "state_parts", None), where="policy config state_parts")
+
+    @property
     def obs_horizon(self) -> int:
         """The observation window the model was trained on (requests then carry [T_obs, ...])."""
         return int(getattr(self.model.config, "n_obs_steps", 1) or 1)
@@ -84,6 +92,7 @@ class TorchPolicy(PolicyInterface):
         self, observation: Mapping[str, Any], task: str | None = None, *, noise: np.ndarray | None = None
     ) -> np.ndarray:
         """One chunk [H, A]; ``noise`` [H, A] fixes the sampler's initial draw (as an ONNX export takes it)."""
+        observation = canonical_observation(observation, self.state_parts)  # errors then show the sent shapes
         batched = {k: np.asarray(v)[None] for k, v in observation.items() if k.startswith(B.OBS_PREFIX)}
         stacked_noise = None if noise is None else np.asarray(noise)[None]
         return self.predict_chunks(batched, [task] if task is not None else None, noise=stacked_noise)[0]
@@ -100,6 +109,7 @@ class TorchPolicy(PolicyInterface):
         ``obs_horizon`` > 1 each observation carries its history [N, T_obs, ...]."""
         torch = self.torch
         device = next(self.model.parameters()).device
+        observations = canonical_observation(observations, self.state_parts)
         sizes = {k: len(v) for k, v in observations.items() if k.startswith(B.OBS_PREFIX)}
         if not sizes or len(set(sizes.values())) > 1:
             raise SpecError(f"observations need the same number of requests per key, got {sizes}")

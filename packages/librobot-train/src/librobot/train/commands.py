@@ -137,7 +137,7 @@ def _run_offline(args: argparse.Namespace) -> int:
     split = None if args.split == "all" else args.split
     dataset = with_previous_action(held_out_factory(Path(args.policy), args.data, split), int(model.horizon))
     features = dataset.dataset.storage_features
-    action, state = features[dataset.dataset.action_key], features.get(dataset.dataset.state_key or "")
+    action, state = features[dataset.dataset.action_key], dataset.dataset.state_feature  # joined parts' names
     hold = hold_indices(action.names, state.names if state else None, action.shape[-1], state.shape[-1] if state else 0)
     metrics = evaluate_offline(model, dataset, batch_size=args.batch_size, max_batches=args.max_batches, hold=hold)
     print("\n".join(summary_lines(metrics, action.names)))

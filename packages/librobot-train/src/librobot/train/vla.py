@@ -12,7 +12,11 @@ In a run config::
 
 action_dim, state_dim, horizon (the dataset's action chunk), n_obs_steps and the cameras come from
 the dataset, and its statistics become the policy's in-graph normalisation, so a trained policy
-works in robot units wherever it is loaded. ``vlm.lora`` puts LoRA adapters on the backbone
+works in robot units wherever it is loaded. A state joined from several observation vectors
+(``data.state_keys``) is recorded as the policy's ``state_parts`` ([[key, width], ...]), so the
+runtime, the servers and an ONNX export take the parts as separate keys; every part is normalised
+with its own statistics under ``observation.state``'s mode (naming a part in ``normalization`` is
+refused rather than silently ignored). ``vlm.lora`` puts LoRA adapters on the backbone
 (targets: language | vision | all-linear): its own weights stay frozen, the adapters and the
 framework's layers train, and the policy folder keeps the adapters beside the base weights.
 """
@@ -37,15 +41,20 @@ def dataset_dims(dataset: Any) -> dict[str, Any]:
             f"model.factory 'vla' sizes the policy from a librobot-data dataset with actions (a store, LeRobot, RLDS…); "
             f"got {type(dataset).__name__}"
         )
-    action_key, state_key = dataset.action_key, dataset.state_key
-    obs_keys = list(dataset.image_keys) + ([state_key] if state_key else [])
-    return {
+    action_key = dataset.action_key
+    state_keys = list(getattr(dataset, "state_keys", None) or ([dataset.state_key] if dataset.state_key else []))
+    obs_keys = list(dataset.image_keys) + state_keys
+    dims = {
         "action_dim": int(features[action_key].shape[-1]),
-        "state_dim": int(features[state_key].shape[-1]) if state_key else 0,
+        "state_dim": sum(int(features[k].shape[-1]) for k in state_keys),
         "horizon": len(offsets[action_key]),
         "n_obs_steps": len(offsets[obs_keys[0]]) if obs_keys else 1,
         "cameras": [B.camera_of(k) for k in dataset.image_keys],
     }
+    parts = [[k, int(features[k].shape[-1])] for k in state_keys]
+    if len(parts) > 1 or (parts and parts[0][0] != B.OBS_STATE):  # recorded only when it says something
+        dims["state_parts"] = parts
+    return dims
 
 
 def build_vla(
@@ -81,8 +90,21 @@ def build_vla(
     modes = {
         k: v for k, v in dict(normalization or DEFAULT_NORMALIZATION).items() if k != B.OBS_STATE or dims["state_dim"]
     }
+    _check_part_modes(modes, dims.get("state_parts"))
     if stats and modes:
         from librobot.data.normalize import NormalizationProcessor
 
         model.set_normalization(NormalizationProcessor.from_stats(stats, modes).to_dict())
     return model
+
+
+def _check_part_modes(modes: Mapping[str, str], parts: list[list[Any]] | None) -> None:
+    """The policy normalises its whole state with one mode (each part with its own statistics, as
+    joined by the dataset); a mode for a single part would be ignored, so it is an error."""
+    named = [k for k, _ in parts or [] if k != B.OBS_STATE and k in modes]
+    if named:
+        raise ConfigError(
+            f"model.normalization: '{named[0]}' is a part of the policy's joined observation.state; every part is "
+            f"normalised with observation.state's mode ({modes.get(B.OBS_STATE, 'none')}) and its own statistics. "
+            f"Remove '{named[0]}' from model.normalization (or set observation.state's mode there)"
+        )

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from librobot.core.errors import ConfigError
+from librobot.core.observations import describe_parts, parse_state_parts, state_parts_to_json
 
 C = TypeVar("C", bound="VLAConfig")
 
@@ -25,6 +26,10 @@ class VLAConfig:
     generator or noise is given, so a saved policy predicts the same chunk after loading.
     cameras: the cameras the policy reads, by name (None: whatever images are given; []: none, a
     state-only policy). Images of other cameras in a camera → image mapping are ignored.
+    state_parts: ``[[key, width], ...]`` when the state is the concatenation of several observation
+    vectors (``data.state_keys``), in that order; the widths sum to state_dim. Servers, the runtime
+    and exports then take the parts as separate keys (librobot.core.observations). None: the state
+    is ``observation.state`` as it is.
     """
 
     action_dim: int = 7
@@ -35,6 +40,7 @@ class VLAConfig:
     head: dict[str, Any] = field(default_factory=dict)
     seed: int = 0
     cameras: list[str] | None = None
+    state_parts: list[list[Any]] | None = None
 
     def __post_init__(self) -> None:
         self.validate()
@@ -49,6 +55,14 @@ class VLAConfig:
             raise ConfigError(f"{name}.state_dim must be an int >= 0 (0 = no proprioception), got {self.state_dim!r}")
         if self.cameras is not None and not all(isinstance(c, str) and c for c in self.cameras):
             raise ConfigError(f"{name}.cameras must be a list of camera names (or null), got {self.cameras!r}")
+        if self.state_parts is not None:
+            parts = parse_state_parts(self.state_parts, where=f"{name}.state_parts")
+            if sum(p.width for p in parts) != self.state_dim:
+                raise ConfigError(
+                    f"{name}.state_parts ({describe_parts(parts)}) add up to {sum(p.width for p in parts)} values, "
+                    f"but state_dim is {self.state_dim}; they must describe the whole state"
+                )
+            self.state_parts = state_parts_to_json(parts)  # plain lists: JSON and equality alike
         if not isinstance(self.head, Mapping):
             raise ConfigError(f"{name}.head must be a mapping of head-config overrides, got {self.head!r}")
 
@@ -69,7 +83,10 @@ class VLAConfig:
         return cls(**dict(data))
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        out = dataclasses.asdict(self)
+        if out.get("state_parts") is None:  # a single-vector state: its config.json stays as before parts existed
+            out.pop("state_parts", None)
+        return out
 
     @classmethod
     def resolve(cls: type[C], config: C | Mapping[str, Any] | None, overrides: Mapping[str, Any]) -> C:

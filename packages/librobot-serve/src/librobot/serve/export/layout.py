@@ -2,7 +2,9 @@
 
 The graph runs one observation (batch 1) to one action chunk. Its inputs, in this order:
 
-    state           [1, T, S]        observation.state in robot units (when the policy reads a state)
+    state           [1, T, S]        observation.state in robot units (when the policy reads a state);
+                                     a state joined from several vectors stays one input, and the
+                                     sidecar's ``state_parts`` lets OnnxPolicy take the parts apart
     image_<camera>  [1, T, 3, H, W]  observation.images.<camera>, float in [0, 1] (one per camera)
     task_ids        [1, L] int64     the instruction's prompt ids, right-padded with ``pad_id``
     task_mask       [1, L] int64     1 on real ids
@@ -55,6 +57,8 @@ class GraphLayout:
     task: TaskInputs | None  # None: the policy never reads the instruction
     rtc: bool = False
     execution: Mapping[str, Any] = field(default_factory=dict)  # the policy's recommended execution
+    # the observation vectors the state input joins ([key, width] pairs; empty: observation.state as is)
+    state_parts: tuple[tuple[str, int], ...] = ()
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ inputs
@@ -135,4 +139,5 @@ class GraphLayout:
             execution=dict(self.execution) or None,
             quantization=quantization,
             producer=dict(producer),
+            state_parts=self.state_parts or None,
         )

@@ -139,4 +139,5 @@ def probe(
         task=task,
         rtc=guided,
         execution=dict(getattr(model, "execution", None) or {}),
+        state_parts=tuple((str(k), int(w)) for k, w in getattr(c, "state_parts", None) or ()),
     )

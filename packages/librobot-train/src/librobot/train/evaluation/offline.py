@@ -32,12 +32,14 @@ def hold_indices(
     action_names: Sequence[str] | None, state_names: Sequence[str] | None, action_dim: int, state_dim: int
 ) -> list[int | None] | None:
     """For each action element, the state element that holds the robot still (None: hold with 0);
-    None overall when there is no state to hold."""
+    None overall when there is no state to hold. In a state joined from several vectors
+    (``data.state_keys``) a name the robot's own ``observation.state`` shares with another part is
+    ``state.<name>``: that element is the robot's."""
     if not state_dim:
         return None
     if action_names and state_names:
         where = {name: i for i, name in enumerate(state_names)}
-        return [where.get(name) for name in action_names]
+        return [where.get(name, where.get(f"state.{name}")) for name in action_names]
     return list(range(action_dim)) if action_dim == state_dim else [None] * action_dim
 
 
