@@ -1,18 +1,16 @@
 """Octo-style policy (Octo Model Team, 2024).
 
 One transformer reads, in order, the task tokens, then per frame t of the history window the
-observation tokens (each camera's image tokens + a state token) and the readout tokens. Attention
-is block-wise causal (``q_blocks``/``kv_blocks``, key j visible to query i iff kv_block[j] <=
-q_block[i]):
+observation tokens (each camera's image tokens + a state token) and the readout tokens, under
+Octo's block-wise causal mask (``attention.py``): task tokens see the task; frame t's
+observations see the task and the observations of frames <= t; frame t's readouts see those and
+each other; nothing else attends to a readout, so readouts summarise the observations without
+changing them, and padding / future frames never leak backwards.
 
-    tokens         q_block   kv_block
-    task           0         0          task sees only task
-    obs of t       t + 1     t + 1      task + observations of frames <= t
-    readouts of t  t + 1     T + 1      task + observations <= t; T + 1 exceeds every query block,
-                                        so no token (not even a readout) attends to a readout
-
-so readouts summarise the observations without changing them, and padding / future frames never
-leak backwards. A diffusion head cross-attends to the last frame's readout tokens.
+Training (``supervise_all_steps``, Octo's loss): every frame's readouts condition the diffusion
+head on the chunk that starts at that frame (``targets.py`` says which steps the batch holds);
+inference reads the last frame's readouts. The head is a DiT that cross-attends to the readout
+tokens (default) or Octo's MLP-ResNet on the mean-pooled readouts (``head.py``).
 
 Encoders: task tokens are the VLM's hidden states over the instruction alone (its language model
 as Octo's T5 language encoder); image tokens are the VLM's vision path (``encode_image``: vision
@@ -23,16 +21,22 @@ tokenizers. Both are projected to the transformer width and tagged with learned 
 from __future__ import annotations
 
 from contextlib import nullcontext
+from dataclasses import fields
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from librobot.core import batch as B
 from librobot.core.errors import SpecError
 from librobot.models import create_action_head
 from librobot.models.components.transformer import Transformer
 from librobot.models.frameworks.base import AbstractVLA, backbone_frozen
 from librobot.models.frameworks.inputs import VLAInputs
+from librobot.models.frameworks.octo.attention import block_transformer
 from librobot.models.frameworks.octo.config import OctoConfig
+from librobot.models.frameworks.octo.head import MLPResNetDiffusionHead
+from librobot.models.frameworks.octo.targets import OctoInputs, split_lead, window_targets
 
 
 def _window(seq: Tensor, steps: int) -> tuple[Tensor, Tensor]:
@@ -65,8 +69,10 @@ class OctoStyle(AbstractVLA):
         self.time_pos = nn.Parameter(torch.randn(c.n_obs_steps, w) * 0.02)  # frame within the window
         self.readouts = nn.Parameter(torch.randn(c.num_readouts, w) * 0.02)
         self.transformer = Transformer(w, c.depth, c.num_heads, mlp="gelu", mlp_ratio=c.mlp_ratio, norm="layernorm")
-        self.head = create_action_head(
-            c.head_type, **{"action_dim": c.action_dim, "horizon": c.horizon, "cond_dim": w, **c.head}
+        head = {"action_dim": c.action_dim, "horizon": c.horizon, "cond_dim": w, **c.head}
+        # Octo's MLP-ResNet head lives with this framework; the others are registered heads
+        self.head = (
+            MLPResNetDiffusionHead(**head) if c.head_type == "mlp_resnet" else create_action_head(c.head_type, **head)
         )
         self._finish_init()
 
@@ -115,32 +121,63 @@ class OctoStyle(AbstractVLA):
         return obs, torch.cat(masks, dim=2)
 
     def encode(self, inputs: VLAInputs) -> dict[str, Tensor]:
-        """The transformer's outputs: ``task`` [B, Lt, W], ``obs`` [B, T, No, W], ``readouts`` [B, T, R, W]."""
+        """The transformer's outputs: ``task`` [B, Lt, W], ``obs`` [B, T, No, W], ``readouts``
+        [B, T, R, W], and ``frame_valid`` [B, T] (False: a padded frame of a short history)."""
         task, task_mask = self.task_tokens(inputs)
         obs, obs_mask = self.observation_tokens(inputs)
-        b, steps, n_obs, w = obs.shape
-        r, lt = self.config.num_readouts, task.shape[1]
+        b = obs.shape[0]
         readouts = (self.readouts + self.time_pos[:, None]).expand(b, -1, -1, -1)
-        frames = torch.cat([obs, readouts], dim=2)  # [B, T, No + R, W]
-        x = torch.cat([task, frames.flatten(1, 2)], dim=1)
-        dev = x.device
-        t_ids = torch.arange(1, steps + 1, device=dev)[:, None]
-        q_frames = t_ids.expand(steps, n_obs + r)
-        kv_frames = torch.cat([t_ids.expand(steps, n_obs), torch.full((steps, r), steps + 1, device=dev)], dim=1)
-        zeros = torch.zeros(lt, dtype=torch.long, device=dev)
-        q_blocks = torch.cat([zeros, q_frames.flatten()])
-        kv_blocks = torch.cat([zeros, kv_frames.flatten()])
-        keep = torch.cat([obs_mask, torch.ones(b, steps, r, dtype=torch.bool, device=dev)], dim=2)
-        padding = torch.cat([task_mask, keep.flatten(1)], dim=1)
-        h = self.transformer(x, q_blocks=q_blocks, kv_blocks=kv_blocks, key_padding_mask=padding)
-        out = h[:, lt:].view(b, steps, n_obs + r, w)
-        return {"task": h[:, :lt], "obs": out[:, :, :n_obs], "readouts": out[:, :, n_obs:]}
+        task_out, obs_out, readout_out = block_transformer(
+            self.transformer, task, task_mask, obs, obs_mask, readouts, readout_attention=self.config.readout_attention
+        )
+        return {"task": task_out, "obs": obs_out, "readouts": readout_out, "frame_valid": obs_mask.any(dim=2)}
 
     # ------------------------------------------------------------------ framework hooks
+    def prepare(
+        self,
+        images: Any,
+        text: Any = None,
+        proprioception: Tensor | None = None,
+        actions: Tensor | None = None,
+        action_is_pad: Tensor | None = None,
+    ) -> VLAInputs:
+        """As the base class, and keeps what the every-frame loss reads beyond the contract: the
+        actions before the latest frame (``action`` longer than H) and ``observation_is_pad``."""
+        c = self.config
+        images, actions, action_is_pad, lead, lead_pad, frame_pad = split_lead(
+            images, actions, action_is_pad, horizon=c.horizon, n_obs_steps=c.n_obs_steps
+        )
+        inputs = super().prepare(images, text, proprioception, actions, action_is_pad)
+        if lead is None and frame_pad is None:
+            return inputs
+        extra = {f.name: getattr(inputs, f.name) for f in fields(inputs)}
+        if lead is not None:
+            # (its width was checked with the rest of the sequence by the base class)
+            extra["lead_actions"] = self.normalizer.normalize(
+                B.ACTION, lead.to(device=self.device, dtype=torch.float32)
+            )
+            extra["lead_is_pad"] = lead_pad.to(self.device)
+        if frame_pad is not None:
+            flags, real = _window(frame_pad.to(self.device).unsqueeze(-1), c.n_obs_steps)
+            extra["frame_is_pad"] = flags[..., 0] | ~real
+        return OctoInputs(**extra)
+
     def compute_loss(self, inputs: VLAInputs) -> dict[str, Tensor]:
-        cond = self.encode(inputs)["readouts"][:, -1]
-        return self.head(cond, inputs.actions, action_is_pad=inputs.action_is_pad)
+        enc = self.encode(inputs)
+        if not self.config.supervise_all_steps:
+            return self.head(enc["readouts"][:, -1], inputs.actions, action_is_pad=inputs.action_is_pad)
+        # Octo: every frame's readouts predict the chunk starting at that frame; steps whose
+        # target the batch lacks, padded frames and frames before the episode are left out
+        targets, pad = window_targets(inputs, self.config.n_obs_steps)  # [B, T, H, A], [B, T, H]
+        skip = ~enc["frame_valid"]
+        frame_pad = getattr(inputs, "frame_is_pad", None)
+        if frame_pad is not None:
+            skip = skip | frame_pad
+        pad = pad | skip[..., None]
+        rows = ~pad.all(dim=2)  # frames with at least one supervised step
+        rows[:, -1] = True  # as before: the head always sees every sample (an all-padding one weighs zero)
+        return self.head(enc["readouts"][rows], targets[rows], action_is_pad=pad[rows])
 
     def sample_actions(self, inputs: VLAInputs, generator: torch.Generator | None, noise: Tensor | None) -> Tensor:
-        cond = self.encode(inputs)["readouts"][:, -1]
+        cond = self.encode(inputs)["readouts"][:, -1]  # Octo acts from the last frame's readouts
         return self.head.predict(cond, generator=generator, noise=noise)
