@@ -15,6 +15,14 @@ Contract (all backbones, including the built-in tiny VLM and the pretrained-smal
   ``image_mask`` [B, L(+S)] bool, ``prefix_kv`` (a ``PrefixKV``) when ``return_kv=True``.
 - ``prefix_attention``: only where ``prefix_attention_modes`` lists more than the backbone's own;
   e.g. "bidirectional" on a causal transformers backbone (π0's prefix-LM).
+- ``suffix_attention``: only where the backbone has ``suffix_attention_modes`` (every built-in one):
+  "causal" (the default above) or "bidirectional": the suffix is one block, each suffix token sees
+  all the others (OpenVLA-OFT's parallel action slots); the prefix still never sees the suffix.
+  ``extend`` stays causal.
+- ``modulate_images(image_tokens [B, N·T, D], text [B, D]) -> [B, N·T, D]``: where the backbone
+  says ``takes_modulate_images`` (every built-in one), rewrites the image tokens before they enter
+  the language model, given the mean input embedding of the prompt's non-image tokens
+  (``text_mean``; OpenVLA-OFT+'s FiLM).
 """
 
 from __future__ import annotations
@@ -244,6 +252,12 @@ def normalize_text(text: Any, batch_size: int | None, owner: str = "VLM") -> lis
     if not text:
         raise SpecError(f"{owner}: text is an empty list; pass one string per sample")
     return list(text)
+
+
+def text_mean(embeds: torch.Tensor, text_mask: torch.Tensor) -> torch.Tensor:
+    """Mean [B, D] of the embeddings where ``text_mask`` [B, L] is True (a row with none gives 0)."""
+    weights = text_mask.to(embeds.dtype).unsqueeze(-1)
+    return (embeds * weights).sum(1) / weights.sum(1).clamp(min=1.0)
 
 
 def count_parameters(module: nn.Module) -> int:

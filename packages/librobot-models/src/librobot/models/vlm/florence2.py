@@ -209,10 +209,13 @@ class Florence2(HFVLM):
         q, kv = h.shape[1], mask.shape[1]
         suffix = q if cache is not None else extras.get("suffix_length", 0)
         prefix_len = kv - suffix
-        # keys of the prefix: visible to everyone; suffix keys: causal (never to prefix queries)
+        # keys of the prefix: visible to everyone; suffix keys: causal, or to every suffix query when the
+        # suffix is one bidirectional block (never to prefix queries)
         q_abs = torch.arange(kv - q, kv, device=h.device)[:, None]
         k_abs = torch.arange(kv, device=h.device)[None, :]
         allowed = (k_abs < prefix_len) | (k_abs <= q_abs)
+        if extras.get("suffix_attention") == "bidirectional":
+            allowed = allowed | (q_abs >= prefix_len)
         allowed = allowed[None, None] & mask[:, None, None, :]
         allowed = allowed | (k_abs == q_abs)[None, None]  # padded rows see themselves, not nothing
         attn = self.text_config()._attn_implementation

@@ -14,6 +14,10 @@ Prefix attention: each family's own (``prefix_attention``: causal for Qwen-VL, I
 KosMos-2; bidirectional for PaliGemma and Florence-2). ``forward(..., prefix_attention="bidirectional")``
 runs a causal family's prefix as one bidirectional block instead (π0's prefix-LM), by handing its
 language model a 4-D mask (``prefix_mask.py``); the returned ``PrefixKV`` records which one ran.
+
+Suffix attention: causal by default; ``forward(..., suffix_attention="bidirectional")`` makes the
+suffix one block (OpenVLA-OFT's parallel action slots): the causal families get the same 4-D mask,
+PaliGemma its own block ids and Florence-2 its encoder mask. The prefix is unchanged either way.
 """
 
 from __future__ import annotations
@@ -31,9 +35,15 @@ from librobot.core.checkpoint import atomic_directory, write_json
 from librobot.core.errors import CheckpointError, ConfigError, SpecError
 from librobot.core.logging import get_logger
 from librobot.models.components.capture import exporting
-from librobot.models.vlm.base import AbstractVLM, VLMOutput
+from librobot.models.vlm.base import AbstractVLM, VLMOutput, text_mean
 from librobot.models.vlm.kv_cache import KVLayout, PrefixKV, kv_from_cache, left_padded_positions
-from librobot.models.vlm.prefix_mask import PREFIX_ATTENTION, check_prefix_attention, prefix_lm_mask
+from librobot.models.vlm.prefix_mask import (
+    PREFIX_ATTENTION,
+    SUFFIX_ATTENTION,
+    check_prefix_attention,
+    check_suffix_attention,
+    prefix_lm_mask,
+)
 from librobot.models.vlm.preprocess import resize_normalize
 
 log = get_logger("models.vlm")
@@ -163,20 +173,38 @@ class HFVLM(AbstractVLM):
         custom = extras.get("prefix_lm_mask")
         return mask.long() if custom is None else custom
 
-    def _prefix_lm_mask(self, mask: torch.Tensor, suffix_length: int, dtype: torch.dtype) -> torch.Tensor:
+    def _prefix_lm_mask(
+        self, mask: torch.Tensor, suffix_length: int, dtype: torch.dtype, *, prefix: str, suffix: str
+    ) -> torch.Tensor:
         tc = self.text_config()
         if "sliding_attention" in (getattr(tc, "layer_types", None) or ()):
             # a ready 4-D mask replaces the sliding-window one too: refuse rather than drop the window
             raise ConfigError(
-                f"{self.variant}: the language model has sliding-window layers, which a bidirectional prefix mask "
-                f"would turn into full attention; use its native prefix attention (e.g. Pi0Config.prefix_attention='native')"
+                f"{self.variant}: the language model has sliding-window layers, which a ready block mask would turn "
+                f"into full attention; use its native attention (e.g. Pi0Config.prefix_attention='native', "
+                f"OpenVLAOFTConfig.action_attention='causal')"
             )
-        return prefix_lm_mask(mask, suffix_length, dtype, tc._attn_implementation, self.variant or self.family)
+        return prefix_lm_mask(
+            mask,
+            suffix_length,
+            dtype,
+            tc._attn_implementation,
+            self.variant or self.family,
+            prefix_bidirectional=prefix == "bidirectional",
+            suffix_bidirectional=suffix == "bidirectional",
+        )
 
     @property
     def prefix_attention_modes(self) -> tuple[str, ...]:
         # a causal language model can be handed a prefix-LM mask; PaliGemma and Florence-2 are prefix-LMs already
         return PREFIX_ATTENTION if self.prefix_attention == "causal" else (self.prefix_attention,)
+
+    @property
+    def suffix_attention_modes(self) -> tuple[str, ...]:
+        """Every family runs a causal or a bidirectional suffix (``forward(..., suffix_attention=...)``)."""
+        return SUFFIX_ATTENTION
+
+    takes_modulate_images = True  # forward(..., modulate_images=...): see prepare_prefix
 
     def part_modules(self) -> dict[str, list[nn.Module]]:
         raise NotImplementedError
@@ -277,8 +305,16 @@ class HFVLM(AbstractVLM):
         return self.hf.get_input_embeddings()(ids.to(self.device))
 
     # ================================================================== prefix
-    def prepare_prefix(self, images: Any, text: Any) -> dict[str, Any]:
-        """Embeddings [B, L, D], mask, image mask, positions and family extras of the prefix."""
+    def prepare_prefix(
+        self,
+        images: Any,
+        text: Any,
+        modulate_images: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    ) -> dict[str, Any]:
+        """Embeddings [B, L, D], mask, image mask, positions and family extras of the prefix.
+        ``modulate_images(image_tokens [B, N·T, D], text [B, D])`` rewrites the vision tower's tokens
+        (in the language model's space) before they are placed, given the mean input embedding of
+        the prompt's real non-image tokens (OpenVLA-OFT+'s FiLM conditioning)."""
         views = self._views(images) if images is not None else []
         batch = views[0].shape[0] if views else None
         texts = self._texts(text, batch)
@@ -291,6 +327,10 @@ class HFVLM(AbstractVLM):
         if views:
             feats, extras = self._image_features(self.preprocess(views))
             feats = feats.reshape(-1, feats.shape[-1]).to(embeds.dtype)
+            if modulate_images is not None:  # views are sample-major with equal tokens each: [B, N·T, D]
+                b, d = embeds.shape[0], feats.shape[-1]
+                feats = modulate_images(feats.reshape(b, -1, d), text_mean(embeds, mask & ~image_mask))
+                feats = feats.reshape(-1, d).to(embeds.dtype)
             if not exporting() and int(image_mask.sum()) != feats.shape[0]:
                 raise SpecError(
                     f"{self.variant}: {int(image_mask.sum())} image placeholder tokens for {feats.shape[0]} image "
@@ -319,12 +359,18 @@ class HFVLM(AbstractVLM):
         suffix_mask: torch.Tensor | None = None,
         return_kv: bool = False,
         prefix_attention: str | None = None,
+        suffix_attention: str = "causal",
+        modulate_images: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
     ) -> VLMOutput:
         """``prefix_attention``: None for the family's own, or one of ``prefix_attention_modes``
-        ("bidirectional" makes the prefix one bidirectional block; a suffix still sees it all)."""
-        check_prefix_attention(prefix_attention, self.prefix_attention_modes, self.variant or self.family)
+        ("bidirectional" makes the prefix one bidirectional block; a suffix still sees it all).
+        ``suffix_attention``: "causal" or "bidirectional" (the suffix tokens all see each other).
+        ``modulate_images``: see ``prepare_prefix``."""
+        owner = self.variant or self.family
+        check_prefix_attention(prefix_attention, self.prefix_attention_modes, owner)
+        check_suffix_attention(suffix_attention, owner)
         mode = prefix_attention or self.prefix_attention
-        p = self.prepare_prefix(images, text)
+        p = self.prepare_prefix(images, text, modulate_images=modulate_images)
         embeds, mask, image_mask, positions = p["embeds"], p["mask"], p["image_mask"], p["positions"]
         length = embeds.shape[1]
         next_position = self._next_position(positions, mask)
@@ -336,9 +382,14 @@ class HFVLM(AbstractVLM):
             image_mask = torch.cat([image_mask, torch.zeros_like(s_mask)], dim=1)
             positions = self._cat_positions(positions, self._suffix_positions(next_position, s))
             p["extras"]["suffix_length"] = s
-        if mode != self.prefix_attention:  # a causal family asked for a bidirectional prefix
+            p["extras"]["suffix_attention"] = suffix_attention  # PaliGemma and Florence-2 build their own mask
+        block_suffix = suffix_embeds is not None and suffix_attention == "bidirectional"
+        # a causal family asked for a bidirectional prefix or suffix: its language model gets a block mask
+        if self.prefix_attention == "causal" and (mode != self.prefix_attention or block_suffix):
             suffix_length = embeds.shape[1] - length
-            p["extras"]["prefix_lm_mask"] = self._prefix_lm_mask(mask, suffix_length, embeds.dtype)
+            p["extras"]["prefix_lm_mask"] = self._prefix_lm_mask(
+                mask, suffix_length, embeds.dtype, prefix=mode, suffix=suffix_attention
+            )
         hidden, cache = self._language(embeds, mask, positions, None, return_kv, p["extras"])
         hidden = hidden.masked_fill(~mask[..., None], 0.0)
         kv = None

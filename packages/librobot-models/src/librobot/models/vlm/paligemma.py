@@ -209,6 +209,9 @@ class PaliGemma(HFVLM):
         return [*images, self.tokenizer.bos_token_id, *text_ids]
 
     def _language(self, embeds, mask, positions, cache, use_cache, extras) -> tuple[torch.Tensor, Any]:
+        s = extras.get("suffix_length", 0)
+        if cache is None and s and extras.get("suffix_attention") == "bidirectional":
+            return self._block_suffix_language(embeds, mask, positions, use_cache, s)
         token_type = None
         if cache is None:  # first pass: prefix (type 0) is bidirectional, a suffix (type 1) causal
             token_type = torch.zeros_like(mask, dtype=torch.long)
@@ -220,6 +223,34 @@ class PaliGemma(HFVLM):
             attention_mask=mask.long(),
             position_ids=positions,
             token_type_ids=token_type,
+            past_key_values=cache,
+            use_cache=use_cache,
+        )
+        return out.last_hidden_state, out.past_key_values
+
+    def _block_suffix_language(self, embeds, mask, positions, use_cache, s) -> tuple[torch.Tensor, Any]:
+        """A bidirectional suffix: PaliGemma's own forward marks the prefix as block 0 (bidirectional)
+        and leaves the suffix causal (-1) with no way to make it a block, so the masks it would build
+        are built here with the suffix as block 1 (sliding-window ones too, for PaliGemma 2) and its
+        language model runs with them, as that forward would run it."""
+        from transformers import DynamicCache
+        from transformers.masking_utils import create_causal_mask, create_sliding_window_causal_mask
+
+        tc = self.text_config()
+        cache = DynamicCache(config=tc) if use_cache else None
+        blocks = torch.zeros_like(mask, dtype=torch.long)
+        blocks[:, -s:] = 1
+        args = (tc, embeds, mask.long(), cache, positions)
+        masks = create_causal_mask(*args, block_sequence_ids=blocks)
+        if getattr(tc, "sliding_window", None) is not None:
+            masks = {
+                "full_attention": masks,
+                "sliding_attention": create_sliding_window_causal_mask(*args, block_sequence_ids=blocks),
+            }
+        out = self.hf.model.language_model(
+            inputs_embeds=embeds,
+            attention_mask=masks,
+            position_ids=positions,
             past_key_values=cache,
             use_cache=use_cache,
         )

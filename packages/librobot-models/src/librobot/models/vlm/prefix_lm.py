@@ -4,7 +4,9 @@ The tiny VLM's language model and the pretrained-small backbone's fusion layers 
 stack of ``librobot.models.components`` blocks (RMSNorm, SwiGLU, grouped-query attention with RoPE,
 attention math in ``librobot.kernels``). The prefix (left-padded) is one bidirectional block; an
 optional suffix sees the whole prefix and earlier suffix tokens, never the other way round, so the
-per-layer keys/values of a prefix pass can be cached and reused exactly (``extend``).
+per-layer keys/values of a prefix pass can be cached and reused exactly (``extend``). With
+``suffix_bidirectional`` the suffix is one block instead (every suffix token sees every other one),
+still unseen by the prefix.
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ class PrefixLM(nn.Module):
         suffix_embeds: torch.Tensor | None = None,
         suffix_mask: torch.Tensor | None = None,
         return_kv: bool = False,
+        suffix_bidirectional: bool = False,
     ) -> VLMOutput:
         """Prefix embeds/mask/image_mask [B, L(, D)] (+ validated suffix) → ``VLMOutput``."""
         b, length = mask.shape
@@ -67,8 +70,10 @@ class PrefixLM(nn.Module):
             mask = torch.cat([mask, suffix_mask], dim=1)
             image_mask = torch.cat([image_mask, torch.zeros_like(suffix_mask)], dim=1)
             positions = torch.cat([positions, next_position[:, None] + own - 1], dim=1)
-            # block ids: prefix 0, suffix token k → k + 1; key j is visible iff its block <= the query's
-            blocks = torch.cat([torch.zeros(b, length, dtype=torch.long, device=mask.device), own], dim=1)
+            # block ids: prefix 0, suffix token k → k + 1 (causal) or all 1 (one block); key j is
+            # visible iff its block <= the query's
+            suffix_blocks = torch.ones_like(own) if suffix_bidirectional else own
+            blocks = torch.cat([torch.zeros(b, length, dtype=torch.long, device=mask.device), suffix_blocks], dim=1)
         hidden, caches = self.transformer(
             embeds,
             key_padding_mask=mask if exporting() or not bool(mask.all()) else None,

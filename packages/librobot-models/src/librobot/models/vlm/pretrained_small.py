@@ -15,6 +15,7 @@ train. Install with ``pip install 'librobot-models[pretrained-small]'``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +26,10 @@ from torch import nn
 from librobot.core.checkpoint import load_checkpoint, save_checkpoint
 from librobot.core.errors import CheckpointError, ConfigError, SpecError
 from librobot.core.extras import require
-from librobot.models.vlm.base import AbstractVLM, ParameterGroup, VLMOutput
+from librobot.models.vlm.base import AbstractVLM, ParameterGroup, VLMOutput, text_mean
 from librobot.models.vlm.kv_cache import KVLayout, PrefixKV
 from librobot.models.vlm.prefix_lm import PrefixLM
+from librobot.models.vlm.prefix_mask import SUFFIX_ATTENTION, check_suffix_attention
 
 EXTRA = "librobot-models[pretrained-small]"
 # EfficientNet-Lite0 = B0's blocks without squeeze-excitation, with ReLU6 (TF efficientnet_lite_builder)
@@ -147,6 +149,12 @@ class PretrainedSmallVLM(AbstractVLM):
         return self.fusion.layout
 
     @property
+    def suffix_attention_modes(self) -> tuple[str, ...]:
+        return SUFFIX_ATTENTION
+
+    takes_modulate_images = True  # forward(..., modulate_images=...) (see AbstractVLM)
+
+    @property
     def config(self) -> dict[str, Any]:
         return {"family": "pretrained-small", **self.settings}
 
@@ -211,7 +219,12 @@ class PretrainedSmallVLM(AbstractVLM):
         suffix_embeds: torch.Tensor | None = None,
         suffix_mask: torch.Tensor | None = None,
         return_kv: bool = False,
+        suffix_attention: str = "causal",
+        modulate_images: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
     ) -> VLMOutput:
+        """See ``AbstractVLM``; ``modulate_images`` gets the mean of the projected instruction tokens
+        (this backbone's text tokens are MiniLM's contextual states, there are no input embeddings)."""
+        check_suffix_attention(suffix_attention, "pretrained-small")
         views = self._views(images) if images is not None else []
         texts = self._texts(text, views[0].shape[0] if views else None)
         states, t_mask = self._text_states(texts)
@@ -219,6 +232,8 @@ class PretrainedSmallVLM(AbstractVLM):
         b = text_tokens.shape[0]
         if views:
             image_tokens = self._project_images(self._image_features(views)).to(text_tokens.dtype)
+            if modulate_images is not None:
+                image_tokens = modulate_images(image_tokens, text_mean(text_tokens, t_mask.bool()))
         else:
             image_tokens = text_tokens.new_zeros(b, 0, text_tokens.shape[-1])
         n_img = image_tokens.shape[1]
@@ -237,7 +252,8 @@ class PretrainedSmallVLM(AbstractVLM):
             image_mask[i, start : start + n_img] = True
         if suffix_embeds is not None:
             suffix_mask = self._check_suffix(suffix_embeds, suffix_mask, b)
-        return self.fusion(embeds, mask, image_mask, suffix_embeds, suffix_mask, return_kv)
+        bidirectional = suffix_attention == "bidirectional"
+        return self.fusion(embeds, mask, image_mask, suffix_embeds, suffix_mask, return_kv, bidirectional)
 
     def extend(
         self,

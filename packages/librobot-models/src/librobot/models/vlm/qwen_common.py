@@ -112,8 +112,8 @@ class QwenVLBase(HFVLM):
         )
         return out.last_hidden_state, out.past_key_values
 
-    def prepare_prefix(self, images: Any, text: Any) -> dict[str, Any]:
-        prefix = super().prepare_prefix(images, text)
+    def prepare_prefix(self, images: Any, text: Any, modulate_images: Any = None) -> dict[str, Any]:
+        prefix = super().prepare_prefix(images, text, modulate_images)
         prefix["extras"]["image_mask"] = prefix["image_mask"]
         return prefix
 

@@ -8,7 +8,8 @@
 - Language model: pre-norm transformer (RMSNorm, SwiGLU, grouped-query attention with RoPE) from
   ``librobot.models.components`` (attention through ``librobot.kernels``). The prefix (images +
   instruction) is bidirectional, like PaliGemma/π0; suffix tokens see the prefix and earlier suffix
-  tokens, so the prefix KV cache is exact.
+  tokens (or, with ``suffix_attention="bidirectional"``, every suffix token), so the prefix KV cache
+  is exact.
 
 Weights start random (seed them with ``torch.manual_seed``); ``save_pretrained`` writes a LibroBot
 checkpoint (safetensors + config JSON, checksummed) that ``pretrained=`` loads back.
@@ -16,6 +17,7 @@ checkpoint (safetensors + config JSON, checksummed) that ``pretrained=`` loads b
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -27,9 +29,10 @@ from torch import nn
 from librobot.core.checkpoint import load_checkpoint, save_checkpoint
 from librobot.core.errors import CheckpointError, ConfigError, SpecError
 from librobot.models.components import Transformer
-from librobot.models.vlm.base import AbstractVLM, ParameterGroup, VLMOutput
+from librobot.models.vlm.base import AbstractVLM, ParameterGroup, VLMOutput, text_mean
 from librobot.models.vlm.kv_cache import KVLayout, PrefixKV
 from librobot.models.vlm.prefix_lm import PrefixLM
+from librobot.models.vlm.prefix_mask import SUFFIX_ATTENTION, check_suffix_attention
 
 PAD, BOS, EOS, IMAGE = 256, 257, 258, 259
 BYTE_SPECIALS = 4
@@ -122,6 +125,12 @@ class TinyVLM(AbstractVLM):
     def config(self) -> dict[str, Any]:
         return {"family": "librobot-tiny-vlm", **asdict(self.cfg)}
 
+    @property
+    def suffix_attention_modes(self) -> tuple[str, ...]:
+        return SUFFIX_ATTENTION
+
+    takes_modulate_images = True  # forward(..., modulate_images=...) (see AbstractVLM)
+
     def part_modules(self) -> dict[str, list[nn.Module]]:
         # view_embed tells cameras apart in the image tokens: it belongs with the vision side
         return {
@@ -183,17 +192,25 @@ class TinyVLM(AbstractVLM):
         suffix_embeds: torch.Tensor | None = None,
         suffix_mask: torch.Tensor | None = None,
         return_kv: bool = False,
+        suffix_attention: str = "causal",
+        modulate_images: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
     ) -> VLMOutput:
+        """See ``AbstractVLM``; ``modulate_images`` as in ``HFVLM.prepare_prefix``."""
+        check_suffix_attention(suffix_attention, "librobot-tiny-vlm")
         views = self._views(images) if images is not None else []
         texts = self._texts(text, views[0].shape[0] if views else None)
         ids, mask = self.tokenize(texts, len(views))
         embeds = self.embed(ids)
         image_mask = (ids == IMAGE) & mask
         if views:
-            embeds = embeds.masked_scatter(image_mask[..., None], self._image_tokens(views).to(embeds.dtype))
+            tokens = self._image_tokens(views)
+            if modulate_images is not None:
+                tokens = modulate_images(tokens, text_mean(embeds, mask & ~image_mask))
+            embeds = embeds.masked_scatter(image_mask[..., None], tokens.to(embeds.dtype))
         if suffix_embeds is not None:
             suffix_mask = self._check_suffix(suffix_embeds, suffix_mask, ids.shape[0])
-        return self.lm(embeds, mask, image_mask, suffix_embeds, suffix_mask, return_kv)
+        bidirectional = suffix_attention == "bidirectional"
+        return self.lm(embeds, mask, image_mask, suffix_embeds, suffix_mask, return_kv, bidirectional)
 
     def extend(
         self,
