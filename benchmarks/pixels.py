@@ -236,7 +236,7 @@ def markdown_table(path: Path) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--suite", choices=sorted(SUITES), required=True)
+    parser.add_argument("--suite", choices=sorted(SUITES), help="required unless --table")
     parser.add_argument("--frameworks", nargs="+", default=[])
     parser.add_argument("--baselines", action="store_true", help="evaluate hold-still and random policies")
     parser.add_argument("--budget", default="25m", help="training wall-clock budget per framework")
@@ -255,12 +255,15 @@ def main() -> int:
     if args.table:
         print(markdown_table(Path(args.table)))
         return 0
+    if args.suite is None:
+        parser.error("--suite is required (or --table RESULTS)")
     suite = SUITES[args.suite]
     data = Path(args.data or f"data/pixels-{args.suite}")
     ensure_dataset(data, suite)
     out = Path(args.out or f"benchmarks/results/pixels_{args.suite}.jsonl")
     out.parent.mkdir(parents=True, exist_ok=True)
     machine = {
+        "cpu": _cpu_model(),
         "cpu_count": os.cpu_count(),
         "platform": platform.platform(),
         "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
@@ -273,6 +276,17 @@ def main() -> int:
         rows.append(_write(out, run_framework(name, args, suite, data), machine))
     print(json.dumps(rows, indent=2))
     return 0
+
+
+def _cpu_model() -> str:
+    """The CPU's model name (machines differ between sessions: compare figures from one machine)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
 
 
 def _write(out: Path, row: dict, machine: dict) -> dict:
