@@ -114,6 +114,21 @@ def record_dataset(
         if out.exists():
             shutil.rmtree(out)
         os.replace(staging, out)
+    except KeyboardInterrupt:
+        # The writer committed every finished episode (and dropped the one in progress): an
+        # interrupted hour of recording keeps what it recorded instead of deleting it.
+        if summary.episodes == 0 or out.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        os.replace(staging, out)
+        log.warning(
+            "interrupted: kept the %d finished episodes (of %d asked) in %s; record more into another folder "
+            "and train on both, or start over with --overwrite",
+            summary.episodes,
+            episodes * len(names),
+            out,
+        )
+        raise
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
