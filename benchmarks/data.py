@@ -44,7 +44,7 @@ from librobot.data.dataset import StoreDataset
 from librobot.data.dataset_lerobot import LeRobotVideoDataset
 from librobot.data.loader import WindowLoader
 from librobot.data.store import write_episodes
-from librobot.data.store.layout import dir_size
+from librobot.data.store.layout import dir_size, disk_usage
 from librobot.data.synthetic import synthetic_episodes
 
 
@@ -206,9 +206,10 @@ def main() -> None:
         },
         "frames_per_s": results,
         "store_speedup_x": speedup,
-        "bytes_on_disk": {
-            "store": dir_size(store_path),
-            "lerobot": dir_size(lerobot_path),
+        "bytes_on_disk": {  # allocated blocks, as du counts them (what a user pays), and the bytes held
+            "store": disk_usage(store_path),
+            "store_bytes_of_files": dir_size(store_path),
+            "lerobot": disk_usage(lerobot_path),
             "lerobot_videos": video_bytes,
             "lerobot_parquet_and_meta": dir_size(lerobot_path) - video_bytes,
             "raw_uint8_images": args.episodes * args.length * 2 * 3 * args.size[0] * args.size[1],

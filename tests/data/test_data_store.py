@@ -169,3 +169,20 @@ def test_reader_errors_name_the_file(tmp_path, store_path):
         EpisodeStore(copy)
     with pytest.raises(KeyError, match=r"no feature 'observation\.images\.side'"):
         EpisodeStore(store_path).read("observation.images.side", 0, 1)
+
+
+def test_the_reported_size_is_what_du_counts_not_only_the_bytes_the_files_hold(store_path):
+    import shutil
+    import subprocess
+
+    from librobot.data.store import EpisodeStore
+    from librobot.data.store.layout import dir_size, disk_usage
+
+    du = shutil.which("du")
+    assert du, "coreutils' du is needed to check the size against it"
+    expected = int(subprocess.run([du, "-s", "-B1", str(store_path)], capture_output=True, text=True).stdout.split()[0])
+    summary = EpisodeStore(store_path).summary()
+    assert summary["bytes_on_disk"] == disk_usage(store_path) == expected
+    # many small chunk files in a tree of directories: the disk holds far more than their bytes
+    assert summary["bytes_of_files"] == dir_size(store_path) < expected
+    assert summary["files"] == sum(1 for p in store_path.rglob("*") if p.is_file())

@@ -53,11 +53,12 @@ def _cmd_convert(args: argparse.Namespace) -> int:
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
-    from librobot.data.store.layout import dir_size
+    from librobot.data.store.layout import dir_size, disk_usage
 
     source = _open(args.path, args.src_format, _options(args.read_option))
     summary = source.summary()
-    summary.setdefault("bytes_on_disk", dir_size(args.path))
+    summary.setdefault("bytes_on_disk", disk_usage(args.path))
+    summary.setdefault("bytes_of_files", dir_size(args.path))
     source.close() if hasattr(source, "close") else None
     if args.json:
         print(json.dumps(summary, indent=2))
@@ -66,7 +67,11 @@ def _cmd_info(args: argparse.Namespace) -> int:
     for key in ("fps", "robot_type", "num_episodes", "num_frames", "episode_length"):
         if summary.get(key) is not None:
             print(f"  {key}: {summary[key]}")
-    print(f"  bytes_on_disk: {summary['bytes_on_disk']}")
+    files = f" in {summary['files']} files" if "files" in summary else ""
+    print(
+        f"  on disk: {summary['bytes_on_disk'] / 1e6:.1f} MB (as du counts it), holding "
+        f"{summary['bytes_of_files'] / 1e6:.1f} MB of data{files}"
+    )
     if summary.get("tasks"):
         print(
             f"  tasks ({len(summary['tasks'])}): "

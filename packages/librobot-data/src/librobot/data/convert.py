@@ -24,7 +24,7 @@ from typing import Any
 from librobot.core.logging import get_logger, track
 from librobot.data.errors import ConversionError, DataFormatError, EpisodeError
 from librobot.data.formats.base import EpisodeSource, detect_format, get_format
-from librobot.data.store.layout import STORE_VERSION, dir_size, read_record
+from librobot.data.store.layout import STORE_VERSION, disk_usage, read_record
 from librobot.data.store.reader import EpisodeStore
 from librobot.data.store.writer import EpisodeWriter
 
@@ -182,5 +182,5 @@ def _result(
         int(stamp.get("num_frames", -1)),
         skipped,
         time.perf_counter() - started,
-        dir_size(dst),
+        disk_usage(dst),
     )

@@ -21,7 +21,7 @@ from librobot.data.store.layout import (
     EPISODE_ENDS,
     STATS_FILE,
     TASK_INDEX,
-    dir_size,
+    disk_usage,
     features_from_record,
     list_files,
     read_record,
@@ -205,7 +205,7 @@ class EpisodeStore:
         return [k.split(".", 2)[2] for k in self.features if is_image_key(k)]
 
     def nbytes_on_disk(self) -> int:
-        return dir_size(self.path)
+        return disk_usage(self.path)
 
     def summary(self) -> dict[str, Any]:
         """What ``librobot data info`` shows. Walks the store's files once (for its size), and on
@@ -237,7 +237,9 @@ class EpisodeStore:
             else None,
             "tasks": self.tasks,
             "features": {k: spec.to_dict() for k, spec in self.features.items()},
-            "bytes_on_disk": sum(files.values()),
+            "bytes_on_disk": disk_usage(self.path),  # what du counts: blocks of files and directories
+            "bytes_of_files": sum(files.values()),
+            "files": len(files),
             "store_version": self.version,
         }
 
