@@ -88,6 +88,12 @@ def _cmd_stats(args: argparse.Namespace) -> int:
     from librobot.core.logging import track
     from librobot.data.stats import StatsAccumulator
 
+    if args.write:  # a store's statistics, recomputed and saved (its writer does it on close)
+        from librobot.data.store import EpisodeWriter
+
+        if args.src_format not in (None, "store"):
+            raise ConversionError("--write saves statistics into a librobot store; convert other formats first")
+        EpisodeWriter(args.path, mode="a").close()
     source = _open(args.path, args.src_format, _options(args.read_option))
     stats = getattr(source, "stats", None) if not args.recompute else None
     if stats is None:  # stream over the episodes
@@ -196,6 +202,11 @@ def add_commands(subparsers: Any) -> None:
     common(stats)
     stats.add_argument("--keys", nargs="*", help="only these features")
     stats.add_argument("--recompute", action="store_true", help="ignore stored statistics")
+    stats.add_argument(
+        "--write",
+        action="store_true",
+        help="recompute a store's statistics and save them (e.g. after a killed recording)",
+    )
     stats.add_argument("--json", action="store_true")
     stats.set_defaults(func=_cmd_stats)
 

@@ -91,6 +91,15 @@ def build_vla(
         k: v for k, v in dict(normalization or DEFAULT_NORMALIZATION).items() if k != B.OBS_STATE or dims["state_dim"]
     }
     _check_part_modes(modes, dims.get("state_parts"))
+    wanted = [k for k, mode in modes.items() if mode != "identity"]
+    if wanted and not stats:
+        # Training on raw units would go on silently (a PushT policy's L1 was 264 pixels instead of ~0.1).
+        where = getattr(dataset, "path", None) or getattr(getattr(dataset, "store", None), "path", None) or "DATASET"
+        raise ConfigError(
+            f"{where} has no statistics, but model.normalization normalises {wanted}. A recording that was killed "
+            f"never writes them: compute them with `librobot data stats {where} --write`, or set "
+            "model.normalization: {} to train on raw values"
+        )
     if stats and modes:
         from librobot.data.normalize import NormalizationProcessor
 
