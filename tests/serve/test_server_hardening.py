@@ -137,6 +137,18 @@ def test_float64_values_too_large_for_float32_are_named_as_such():
         coerce_input(spec, np.array([0.0, 1.0, np.inf]))
 
 
+def test_channel_last_frames_are_taken_as_the_torch_policy_takes_them():
+    spec = FeatureSpec("observation.images.top", (1, 3, 6, 8), kind="image")  # [T, C, H, W] of an export
+    frame = np.random.default_rng(0).integers(0, 256, (6, 8, 3), dtype=np.uint8)  # what a camera gives
+    expected = frame.transpose(2, 0, 1)[None].astype(np.float32) / 255.0
+    np.testing.assert_array_equal(coerce_input(spec, frame), expected)
+    np.testing.assert_array_equal(coerce_input(spec, frame.transpose(2, 0, 1)), expected)
+    batch = np.stack([frame, frame[::-1]])  # a batch of channel-last frames
+    np.testing.assert_array_equal(coerce_input(spec, batch, batch=2)[1], coerce_input(spec, frame[::-1]))
+    with pytest.raises(SpecError, match=r"expected shape \[1, 3, 6, 8\], got \[8, 6, 3\]"):
+        coerce_input(spec, np.zeros((8, 6, 3), np.uint8))  # another size is still named, not resized
+
+
 # ---------------------------------------------------------------------------- 2. slow senders, connection cap
 def test_slow_or_incomplete_requests_get_408_and_are_closed_within_the_read_timeout():
     service = _service(read_timeout_s=0.5)

@@ -112,10 +112,13 @@ def test_the_documented_wheel_loader_path_at_toy_size(tmp_path, monkeypatch):
     from_torch = torch_policy.predict_chunk(
         {"observation.state": obs["observation.state"], "observation.images.top": frame}, TASK, noise=noise
     )
-    from_onnx = exported.predict_chunk(
-        {"observation.state": obs["observation.state"], "observation.images.top": frame.transpose(2, 0, 1)},
-        TASK,
-        noise=noise,
+    from_onnx = exported.predict_chunk(  # the camera's channel-last frame, as the torch policy takes it
+        {"observation.state": obs["observation.state"], "observation.images.top": frame}, TASK, noise=noise
     )
     assert from_onnx.shape == (16, 6) and np.isfinite(from_onnx).all()
     np.testing.assert_allclose(from_onnx, from_torch, atol=1e-4, rtol=0)
+    # 5. the export itself drives the simulator in closed loop (what the Orin runs without torch)
+    command = ["eval", str(onnx_dir), "--env", ENV, "--episodes", "1", "--num-envs", "1", "--max-steps", "20",
+               "--videos", "0", "--out", str(tmp_path / "eval-onnx")]  # fmt: skip
+    assert librobot_main(command) == 0
+    assert json.loads((tmp_path / "eval-onnx" / "report.json").read_text())["env_steps"] == 20

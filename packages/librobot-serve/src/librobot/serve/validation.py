@@ -33,6 +33,8 @@ def coerce_input(spec: FeatureSpec, value: Any, batch: int | None = None) -> np.
         raise SpecError(f"'{spec.name}': expected an array, got {type(value).__name__}")
     lead = () if batch is None else (batch,)
     want = (*lead, *spec.shape)
+    if spec.kind == "image":
+        value = _channels_first(spec, value)
     if value.shape != want and spec.shape[:1] == (1,) and value.shape == (*lead, *spec.shape[1:]):
         value = np.expand_dims(value, len(lead))
     if value.shape != want:
@@ -58,6 +60,15 @@ def coerce_input(spec: FeatureSpec, value: Any, batch: int | None = None) -> np.
         _check_finite(spec.name, value)
     if spec.kind == "image" and _is_float(dtype) and (value.min(initial=0) < 0 or value.max(initial=0) > 1):
         raise SpecError(f"'{spec.name}': float images must lie in [0, 1] (or send uint8 frames)")
+    return value
+
+
+def _channels_first(spec: FeatureSpec, value: np.ndarray) -> np.ndarray:
+    """[..., H, W, C] → [..., C, H, W] when the spec wants [..., C, H, W]: cameras and simulators give
+    channel-last frames, and the torch policy takes both layouts, so an export takes both too."""
+    channels, size = spec.shape[-3], tuple(spec.shape[-2:])
+    if value.ndim >= 3 and value.shape[-1] == channels and value.shape[-3:-1] == size and value.shape[-3] != channels:
+        return np.moveaxis(value, -1, -3)
     return value
 
 

@@ -160,7 +160,9 @@ def _run_eval(args: argparse.Namespace) -> int:
     policy, model = load_policy_for_eval(args.policy, trust_remote_code=args.trust_remote_code)
     kwargs = _env_kwargs(args.env_arg)
     cameras = getattr(getattr(model, "config", None), "cameras", None)
-    kwargs.setdefault("render", bool(cameras))
+    # an ONNX export has no model config: its declared image inputs say it needs the camera
+    inputs = dict(getattr(policy, "input_features", None) or {})
+    kwargs.setdefault("render", bool(cameras) or any(getattr(f, "kind", "") == "image" for f in inputs.values()))
     out = Path(args.out)
     report = evaluate_closed_loop(
         policy,
