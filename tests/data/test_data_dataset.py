@@ -159,9 +159,10 @@ from librobot.core.batch import ACTION
 TOP = "observation.images.top"
 store = StoreDataset(sys.argv[1], obs_horizon=2, action_horizon=4)
 video = LeRobotVideoDataset(sys.argv[2], obs_horizon=2, action_horizon=4)
-video[0], video[len(video) - 1]  # the main process decodes first, then forks its workers
+video[0], video[len(video) - 1]  # the main process decodes first, then starts its workers
 seen = 0
-for batch in DataLoader(video, batch_size=9, num_workers=2, timeout=120):
+start = video.worker_start_method  # forked workers hung intermittently after the parent decoded
+for batch in DataLoader(video, batch_size=9, num_workers=2, timeout=120, multiprocessing_context=start):
     for j, index in enumerate(batch["index"].tolist()):
         assert torch.equal(batch[TOP][j], store[index][TOP]), index
         assert torch.equal(batch[ACTION][j], store[index][ACTION]), index
@@ -170,9 +171,10 @@ print(seen)
 """
 
 
-def test_lerobot_video_dataset_decodes_in_forked_workers(store_path, tmp_path):
-    # A fresh interpreter: the fork-safety of the video reader is what is checked, not whatever threads
-    # earlier tests left running in a shared pytest worker (a fork copies their held locks).
+def test_lerobot_video_dataset_decodes_in_started_workers(store_path, tmp_path):
+    # A fresh interpreter: what is checked is that workers started the way the dataset asks (and the
+    # trainer's loaders do) decode the same frames after the parent has decoded, with no open decoder
+    # carried along.
     lerobot = convert(store_path, tmp_path / "lr", dst_format="lerobot-v3", write_options={"video": "lossless"}).dst
     run = subprocess.run(
         [sys.executable, "-c", FORKED_WORKERS, str(store_path), str(lerobot)],
@@ -196,3 +198,18 @@ def test_create_dataset_by_name_and_path(store_path, tmp_path):
     assert synthetic.num_episodes == 4 and synthetic[0][OBS_STATE].shape == (2, 4)
     with pytest.raises(KeyError, match=r"unknown dataset 'rldss'. Did you mean: rlds"):
         create_dataset("rldss")
+
+
+def test_video_datasets_pickle_without_decoders_and_name_their_worker_start(store_path, tmp_path):
+    import pickle
+
+    from librobot.train.sampler import _worker_context
+
+    lerobot = convert(store_path, tmp_path / "lr", dst_format="lerobot-v3", write_options={"video": "lossless"}).dst
+    video = LeRobotVideoDataset(lerobot, obs_horizon=2, action_horizon=4)
+    first = video[3]
+    assert video._readers  # decoded: a reader is open
+    copy = pickle.loads(pickle.dumps(video))
+    assert copy._readers == {} and torch.equal(copy[3][TOP], first[TOP])
+    assert _worker_context(video, 2) == {"multiprocessing_context": "forkserver"}
+    assert _worker_context(video, 0) == {} and _worker_context(StoreDataset(store_path), 2) == {}

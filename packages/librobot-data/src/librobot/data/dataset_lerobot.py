@@ -31,6 +31,16 @@ def open_lerobot(path: str | Path, tolerance_s: float = 1e-4) -> LeRobotSourceBa
 
 
 class LeRobotVideoDataset(WindowDataset):
+    """Windows sampled straight from a LeRobot dataset, video decoded per sample.
+
+    DataLoader workers should start with ``multiprocessing_context="forkserver"`` (or "spawn"),
+    as ``worker_start_method`` says and librobot's loaders do: workers forked from a process that
+    has decoded video hung intermittently in CI (two runs of three), after this process had
+    closed nothing of FFmpeg's state. A started worker gets the dataset pickled, without open files.
+    """
+
+    worker_start_method = "forkserver"
+
     def __init__(
         self,
         path: str | Path,
@@ -97,6 +107,11 @@ class LeRobotVideoDataset(WindowDataset):
             tolerance_s=tolerance_s,
             image_dtype=image_dtype,
         )
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_readers"] = {}  # open decoders do not travel; each process opens its own
+        return state
 
     def _reader(self, path: Path, channels: int) -> VideoReader:
         if os.getpid() != self._pid:  # a DataLoader worker: open its own files

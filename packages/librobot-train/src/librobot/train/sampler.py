@@ -251,6 +251,7 @@ class DataStream:
             pin_memory=self.pin_memory,
             collate_fn=self.collate_fn,
             generator=generator,
+            **_worker_context(self.dataset, self.num_workers),
         )
 
     def _make_iter(self) -> Iterator[Any]:
@@ -341,4 +342,11 @@ def eval_batches(
         num_workers=num_workers,
         collate_fn=collate_fn,
         generator=generator,
+        **_worker_context(dataset, num_workers),
     )
+
+
+def _worker_context(dataset: Any, num_workers: int) -> dict[str, Any]:
+    """How workers start: a dataset that is not fork-safe (video decoding) names its start method."""
+    method = getattr(dataset, "worker_start_method", None)
+    return {"multiprocessing_context": method} if method and num_workers > 0 else {}
