@@ -8,7 +8,7 @@ works on a copy in a temporary folder.
 
 from __future__ import annotations
 
-import hashlib
+import importlib.util
 import json
 import shutil
 from pathlib import Path
@@ -18,6 +18,13 @@ import numpy as np
 import pytest
 
 ART = Path(__file__).resolve().parent / "artifacts"
+# the digests are the writer script's own functions: what a test recomputes is what was written
+_spec = importlib.util.spec_from_file_location(
+    "write_golden_artifacts", ART.parent.parent / "scripts" / "write_golden_artifacts.py"
+)
+WRITER = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(WRITER)
+digest, group_digest, fingerprint = WRITER.array_digest, WRITER.group_digest, WRITER.fingerprint
 GOLDEN = json.loads((ART / "golden.json").read_text(encoding="utf-8"))
 REGENERATE = "regenerate with scripts/write_golden_artifacts.py"
 FORMAT_CHANGED = f"the on-disk format changed: bump its version, keep a reader for the old one, and {REGENERATE}"
@@ -34,37 +41,6 @@ def unreadable(name: str, what: str) -> str:
         f"deliberately, bump its version, keep a reader for the old one, and {REGENERATE}; "
         "otherwise a reader broke"
     )
-
-
-def digest(array: np.ndarray) -> dict[str, Any]:
-    """The same digest as the writer script's ``array_digest``."""
-    array = np.ascontiguousarray(array)
-    return {
-        "dtype": str(array.dtype),
-        "shape": list(array.shape),
-        "sha256": hashlib.sha256(array.tobytes()).hexdigest(),
-        "first": array.reshape(-1)[:6].tolist(),
-        "sum": float(array.astype(np.float64).sum()),
-    }
-
-
-def group_digest(tensors: dict[str, Any]) -> dict[str, Any]:
-    """The same digest as the writer script's ``group_digest``."""
-    sha = hashlib.sha256()
-    total = 0.0
-    for name in sorted(tensors):
-        array = np.ascontiguousarray(tensors[name])
-        sha.update(f"{name}|{array.dtype}|{list(array.shape)}|".encode())
-        sha.update(array.tobytes())
-        total += float(array.astype(np.float64).sum())
-    return {"count": len(tensors), "sha256": sha.hexdigest(), "sum": total}
-
-
-def fingerprint(tensors: dict[str, Any]) -> dict[str, float]:
-    """The same summaries as the writer script's ``fingerprint`` (compared with a tolerance)."""
-    flat = np.concatenate([np.asarray(tensors[k], np.float64).reshape(-1) for k in sorted(tensors)])
-    weights = np.random.default_rng(0).standard_normal(flat.size)
-    return {"sum": float(flat.sum()), "abs_sum": float(np.abs(flat).sum()), "projection": float(flat @ weights)}
 
 
 def assert_digest(got: dict[str, Any], want: dict[str, Any], name: str, what: str) -> None:
