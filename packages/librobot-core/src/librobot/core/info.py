@@ -9,6 +9,7 @@ import sys
 from importlib.metadata import distributions, entry_points
 from typing import Any
 
+from librobot.core.hardware import hardware_summary
 from librobot.core.plugins import plugin_records
 from librobot.core.registry import registries
 
@@ -32,7 +33,7 @@ def collect_info() -> dict[str, Any]:
         "packages": installed_packages(),
         "components": {category: reg.list() for category, reg in registries().items()},
         "plugin_errors": [f"{r.name} ({r.origin}): {r.error}" for r in plugin_records() if not r.ok],
-        "sections": {},
+        "sections": {"cpu": hardware_summary()},
     }
     for ep in sorted(entry_points(group=INFO_GROUP), key=lambda e: e.name):
         try:

@@ -23,6 +23,7 @@ from typing import Any
 
 from librobot.core.errors import ConfigError
 from librobot.core.extras import is_available
+from librobot.core.hardware import PRECISIONS, check_precision
 from librobot.core.interfaces import PolicyInterface
 from librobot.core.logging import get_logger
 
@@ -44,7 +45,9 @@ def policy_folder(path: Path) -> Path | None:
     return None
 
 
-def load_torch_policy(path: Path, *, trust_remote_code: bool = False) -> PolicyInterface | None:
+def load_torch_policy(
+    path: Path, *, trust_remote_code: bool = False, precision: str = "auto"
+) -> PolicyInterface | None:
     """A ``TorchPolicy`` for a policy folder or run folder; None for anything else."""
     folder = policy_folder(path)
     if folder is None:
@@ -58,13 +61,13 @@ def load_torch_policy(path: Path, *, trust_remote_code: bool = False) -> PolicyI
         )
     from librobot.serve.torch_policy import TorchPolicy
 
-    return TorchPolicy.from_pretrained(folder, trust_remote_code=trust_remote_code)
+    return TorchPolicy.from_pretrained(folder, trust_remote_code=trust_remote_code, precision=precision)
 
 
 # Loaders for torch checkpoint directories: each gets the directory and returns a PolicyInterface,
 # or None when the directory is not its kind; the first non-None answer wins. Other packages may
 # append theirs (e.g. a training run layout of their own); ``--trust-remote-code`` reaches a loader as
-# the keyword ``trust_remote_code=True`` (only when given).
+# the keyword ``trust_remote_code=True`` and ``--precision`` as ``precision=`` (each only when given).
 CHECKPOINT_LOADERS: list[Callable[[Path], PolicyInterface | None]] = [load_torch_policy]
 
 
@@ -75,23 +78,29 @@ def load_policy(
     seed: int | None = 0,
     task: str | None = None,
     trust_remote_code: bool = False,
+    precision: str = "auto",
 ) -> PolicyInterface:
-    """The policy to serve, from ``--onnx PATH`` or a CHECKPOINT directory."""
+    """The policy to serve, from ``--onnx PATH`` or a CHECKPOINT directory. ``precision`` applies to
+    torch policies ("auto": bf16 where the CPU/GPU runs it natively); an export runs as exported."""
     if (checkpoint is None) == (onnx is None):
         raise ConfigError("give exactly one policy source: a CHECKPOINT directory or --onnx PATH")
-    if onnx is not None:
-        from librobot.serve.onnx_policy import OnnxPolicy
-
-        return OnnxPolicy(onnx, seed=seed)
-    path = Path(checkpoint)
-    if not path.exists():
-        raise ConfigError(f"checkpoint {path} does not exist")
-    if path.suffix == ".onnx" or (path / "policy.json").is_file():  # an ONNX export directory
+    check_precision(precision)
+    path = Path(onnx if onnx is not None else checkpoint)  # type: ignore[arg-type]
+    if onnx is not None or path.suffix == ".onnx" or (path / "policy.json").is_file():  # an ONNX export
+        if onnx is None and not path.exists():
+            raise ConfigError(f"checkpoint {path} does not exist")
+        if precision != "auto":
+            log.warning("--precision %s ignored: an ONNX export runs in the precision it was exported in", precision)
         from librobot.serve.onnx_policy import OnnxPolicy
 
         return OnnxPolicy(path, seed=seed)
+    if not path.exists():
+        raise ConfigError(f"checkpoint {path} does not exist")
+    options: dict[str, Any] = {"trust_remote_code": True} if trust_remote_code else {}
+    if precision != "auto":
+        options["precision"] = precision
     for loader in CHECKPOINT_LOADERS:
-        policy = loader(path, trust_remote_code=True) if trust_remote_code else loader(path)
+        policy = loader(path, **options)
         if policy is not None:
             if task is not None and hasattr(policy, "task"):
                 policy.task = task  # the default instruction of an in-process torch policy
@@ -121,6 +130,7 @@ def build_servers(args: argparse.Namespace) -> tuple[Any, list[Any]]:
         seed=args.seed,
         task=getattr(args, "task", None),
         trust_remote_code=getattr(args, "trust_remote_code", False),
+        precision=getattr(args, "precision", "auto"),
     )
     auth = load_token_file(args.token_file) if args.token_file else None
     if auth is None and not _is_loopback(args.host):
@@ -200,6 +210,7 @@ def add_commands(subparsers: Any) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the sampling noise")
     p.add_argument("--task", help="torch policies: the instruction used when a request carries none")
     add_trust_remote_code_option(p)
+    add_precision_option(p)
     p.set_defaults(func=_cmd_serve)
     add_export_command(subparsers)
 
@@ -210,6 +221,16 @@ def add_trust_remote_code_option(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="torch policy folders: import the 'module:attr' components the folder names (only for folders you "
         "trust: a folder is data, and without this flag such a reference is refused)",
+    )
+
+
+def add_precision_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="auto",
+        help="torch policies: auto (default) runs bf16 where the CPU has AMX/AVX512-BF16 or the GPU has bf16, "
+        "else fp32 (`librobot info` shows which); fp32 is the reference",
     )
 
 

@@ -148,6 +148,8 @@ class PolicyService:
             "obs_horizon": obs_horizon(self.policy),
             "supports_rtc": self.rtc,
             "execution": recommended_execution(self.policy),
+            # a torch policy's inference precision (InferencePrecision); exports state theirs in policy.json
+            "precision": getattr(getattr(self.policy, "precision", None), "name", None),
             "known_tasks": list(self.tasks) if self.tasks else None,
             "input_features": [f.to_dict() for f in self.features.values()] if self.features else None,
             # observation.state may also be sent as these parts, each under its own key

@@ -43,27 +43,46 @@ def _image_batch(torch: Any, frames: np.ndarray, key: str) -> Any:
 
 
 class TorchPolicy(PolicyInterface):
-    """Wraps an ``AbstractVLA``; ``task`` is the default instruction when a request carries none."""
+    """Wraps an ``AbstractVLA``; ``task`` is the default instruction when a request carries none.
+
+    ``precision``: "fp32" (the default in Python: exact and the same on every machine), "bf16"/"fp16", or
+    "auto" (bf16 on CPUs with AMX/AVX512-BF16 and on bf16 GPUs, else fp32; ``librobot.core.hardware``).
+    A reduced precision stores the model's linear/conv weights in that dtype, in place, and runs
+    under autocast (``librobot.models.components.precision``); chunks come back as float32.
+    """
 
     thread_safe = False
 
-    def __init__(self, model: Any, *, task: str | None = None, device: str | None = None) -> None:
+    def __init__(
+        self, model: Any, *, task: str | None = None, device: str | None = None, precision: str = "fp32"
+    ) -> None:
         self.torch = require("torch", extra="librobot-serve[export]", purpose="running torch policies")
+        from librobot.models.components.precision import InferencePrecision
+
         self.model = model.eval()
         if device is not None:
             self.model.to(device)
+        self.precision = InferencePrecision(precision, next(self.model.parameters()).device)
+        self.precision.prepare(self.model)
         self.task = task
 
     @classmethod
     def from_pretrained(
-        cls, directory: str | Path, *, task: str | None = None, device: str = "cpu", trust_remote_code: bool = False
+        cls,
+        directory: str | Path,
+        *,
+        task: str | None = None,
+        device: str = "cpu",
+        trust_remote_code: bool = False,
+        precision: str = "fp32",
     ) -> TorchPolicy:
+        """A policy folder as a policy; ``precision="auto"`` runs it the fastest way this machine
+        allows (the default of ``librobot serve`` and ``librobot eval``)."""
         require("librobot.models", extra="librobot-serve[export]", purpose="loading torch policies")
         from librobot.models.frameworks.base import AbstractVLA
 
-        return cls(
-            AbstractVLA.from_pretrained(directory, device=device, trust_remote_code=trust_remote_code), task=task
-        )
+        model = AbstractVLA.from_pretrained(directory, device=device, trust_remote_code=trust_remote_code)
+        return cls(model, task=task, precision=precision)
 
     @property
     def action_dim(self) -> int:
@@ -125,6 +144,6 @@ class TorchPolicy(PolicyInterface):
         if any(t is None for t in texts):
             raise SpecError("a request has no task instruction and the policy was built without a default task")
         initial = None if noise is None else torch.as_tensor(np.asarray(noise), dtype=torch.float32, device=device)
-        with torch.no_grad():
+        with torch.no_grad(), self.precision.autocast():
             chunk = self.model.predict_action(images or None, list(texts), proprio, noise=initial)
         return chunk.float().cpu().numpy()

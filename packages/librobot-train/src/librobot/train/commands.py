@@ -74,8 +74,11 @@ def add_sim_record(subparsers: Any) -> None:
 
 
 # ------------------------------------------------------------------------------------ eval
-def load_policy_for_eval(path: str | Path, *, trust_remote_code: bool = False) -> tuple[Any, Any]:
-    """(policy, torch model or None) from a policy folder, a run folder, or an ONNX export folder."""
+def load_policy_for_eval(
+    path: str | Path, *, trust_remote_code: bool = False, precision: str = "auto"
+) -> tuple[Any, Any]:
+    """(policy, torch model or None) from a policy folder, a run folder, or an ONNX export folder;
+    ``precision`` applies to torch policies (``TorchPolicy``)."""
     path = Path(path)
     if (path / "policy" / "config.json").is_file():
         path = path / "policy"
@@ -89,7 +92,7 @@ def load_policy_for_eval(path: str | Path, *, trust_remote_code: bool = False) -
         )
     from librobot.serve.torch_policy import TorchPolicy
 
-    policy = TorchPolicy.from_pretrained(path, trust_remote_code=trust_remote_code)
+    policy = TorchPolicy.from_pretrained(path, trust_remote_code=trust_remote_code, precision=precision)
     return policy, policy.model
 
 
@@ -131,7 +134,9 @@ def _run_offline(args: argparse.Namespace) -> int:
     from librobot.core.checkpoint import write_json
     from librobot.train.evaluation.offline import evaluate_offline, hold_indices, summary_lines, with_previous_action
 
-    _, model = load_policy_for_eval(args.policy, trust_remote_code=args.trust_remote_code)
+    policy, model = load_policy_for_eval(
+        args.policy, trust_remote_code=args.trust_remote_code, precision=args.precision
+    )
     if model is None:
         raise ConfigError("--offline needs a torch policy (a policy or run folder), not an ONNX export")
     split = None if args.split == "all" else args.split
@@ -139,10 +144,12 @@ def _run_offline(args: argparse.Namespace) -> int:
     features = dataset.dataset.storage_features
     action, state = features[dataset.dataset.action_key], dataset.dataset.state_feature  # joined parts' names
     hold = hold_indices(action.names, state.names if state else None, action.shape[-1], state.shape[-1] if state else 0)
-    metrics = evaluate_offline(model, dataset, batch_size=args.batch_size, max_batches=args.max_batches, hold=hold)
+    with policy.precision.autocast():
+        metrics = evaluate_offline(model, dataset, batch_size=args.batch_size, max_batches=args.max_batches, hold=hold)
     print("\n".join(summary_lines(metrics, action.names)))
     out = Path(args.out)
-    write_json(out / "offline.json", {"policy": str(args.policy), "action": B.ACTION, **metrics})
+    record = {"policy": str(args.policy), "precision": policy.precision.name, "action": B.ACTION, **metrics}
+    write_json(out / "offline.json", record)
     print(f"report: {out / 'offline.json'}")
     return 0
 
@@ -157,7 +164,9 @@ def _run_eval(args: argparse.Namespace) -> int:
     from librobot.train.evaluation.closed_loop import evaluate_closed_loop, summary_lines
     from librobot.train.evaluation.report import write_report
 
-    policy, model = load_policy_for_eval(args.policy, trust_remote_code=args.trust_remote_code)
+    policy, model = load_policy_for_eval(
+        args.policy, trust_remote_code=args.trust_remote_code, precision=args.precision
+    )
     kwargs = _env_kwargs(args.env_arg)
     cameras = getattr(getattr(model, "config", None), "cameras", None)
     # an ONNX export has no model config: its declared image inputs say it needs the camera
@@ -179,7 +188,10 @@ def _run_eval(args: argparse.Namespace) -> int:
         mode=args.mode,
     )
     print("\n".join(summary_lines(report)))
-    page = write_report(report, out, title=f"evaluation of {args.policy}", extra={"policy": str(args.policy)})
+    extra = {"policy": str(args.policy)}
+    if model is not None:
+        extra["precision"] = policy.precision.name
+    page = write_report(report, out, title=f"evaluation of {args.policy}", extra=extra)
     print(f"report: {page}")
     return 0
 
@@ -218,9 +230,10 @@ def add_eval(subparsers: Any) -> None:
     p.add_argument("--out", default="eval", help="report folder (episodes.jsonl there gets each episode as it ends)")
     p.add_argument("--env-arg", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--resume", action="store_true", help="keep the episodes of an earlier, interrupted run in --out")
-    from librobot.serve.cli import add_trust_remote_code_option
+    from librobot.serve.cli import add_precision_option, add_trust_remote_code_option
 
     add_trust_remote_code_option(p)
+    add_precision_option(p)
     p.set_defaults(func=_run_eval)
 
 
