@@ -76,6 +76,23 @@ def test_vision_features_ignore_the_instruction():
     )
 
 
+def test_resnet18_features_are_acts_own_backbone_and_leave_the_vlm_unread():
+    vla = build(features="resnet18").eval()
+    calls = []
+    vla.vlm.register_forward_hook(lambda *_: calls.append(1))
+    b = make_batch()
+    images = torch.rand(3, 3, 64, 64, generator=torch.Generator().manual_seed(4))
+    tokens, mask, _ = vla.observation_tokens(vla.prepare(images, b["text"], b["proprioception"]))
+    assert tokens.shape == (3, 2 * 2, SMALL["hidden_dim"]) and mask.all()  # 64 px / stride 32 = 2x2 tokens
+    chunk = vla.predict_action(images, b["text"], b["proprioception"])
+    assert not calls, "features='resnet18' must not run the VLM"
+    assert not torch.equal(chunk, vla.predict_action(images.flip(-1), b["text"], b["proprioception"]))
+    assert not any(p.requires_grad for p in vla.vlm.parameters())
+    assert all(p.requires_grad for p in vla.resnet.parameters())
+    stage_widths = [stage[0].conv1.out_channels for stage in vla.resnet.stages]
+    assert stage_widths == [64, 128, 256, 512]  # ResNet-18's layout
+
+
 class TorchPolicy(PolicyInterface):
     """The ACT policy behind serve's PolicyInterface: one observation → one chunk [H, A]."""
 

@@ -8,6 +8,8 @@ from librobot.core.errors import ConfigError
 from librobot.models.action_heads.config import choice
 from librobot.models.frameworks.config import VLAConfig
 
+FEATURES = ("vlm", "vision", "resnet18")
+
 
 @dataclass
 class ACTConfig(VLAConfig):
@@ -18,8 +20,9 @@ class ACTConfig(VLAConfig):
     [CLS, state, actions]; encoder_layers: the encoder over [z, state, observation tokens] (ACT: 4);
     decoder_layers: the H-query decoder (ACT builds 7 but, through a known quirk, uses only the
     first; 1 here). features: "vlm" = the VLM's output tokens of one pass (its image tokens and the
-    instruction's tokens, contextualised); "vision" = ``vlm.encode_image`` alone, like ACT's
-    language-free ResNet features. temporal_ensemble: run the policy as ACT evaluates it, a chunk
+    instruction's tokens, contextualised); "vision" = ``vlm.encode_image`` alone, language-free;
+    "resnet18" = ACT's own backbone: a ResNet-18 (BatchNorm) per camera whose last feature map
+    (stride 32) becomes tokens through a linear projection (ACT's 1x1 conv), the VLM unused. temporal_ensemble: run the policy as ACT evaluates it, a chunk
     predicted at every control step and the actions for each step averaged over every chunk that
     covers it with w_i = exp(−m·i) (i = 0 the oldest prediction), m = temporal_ensemble_coeff (ACT:
     0.01). The policy then recommends that execution (``execution``) to the runtime, closed-loop
@@ -72,4 +75,4 @@ class ACTConfig(VLAConfig):
             )
         if not isinstance(self.temporal_ensemble, bool):
             raise ConfigError(f"{name}.temporal_ensemble must be true or false, got {self.temporal_ensemble!r}")
-        choice(name, "features", self.features, ("vlm", "vision"))
+        choice(name, "features", self.features, FEATURES)

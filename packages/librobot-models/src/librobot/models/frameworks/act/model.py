@@ -4,7 +4,8 @@
   the CLS output gives q(z | a, s) = N(μ, σ²); z is drawn with the reparameterisation trick.
 - Observation: one VLM pass gives its output tokens — the image tokens and the instruction's tokens,
   contextualised by the language model (``features="vlm"``); or ``vlm.encode_image`` alone, ACT's
-  language-free setting (``features="vision"``). They are projected to ``hidden_dim``.
+  language-free setting (``features="vision"``), or ACT's own ResNet-18 over each camera
+  (``features="resnet18"``; the VLM is then not run). They are projected to ``hidden_dim``.
 - Encoder: a transformer over [z, state, observation tokens] (type embeddings + sinusoidal index).
 - Decoder: H learned queries cross-attending to the encoder output → the chunk [B, H, A].
 - Loss: L1 over the real steps + β·KL(q ‖ N(0, I)), β = ``kl_weight`` (10).
@@ -24,6 +25,7 @@ from librobot.core.errors import SpecError
 from librobot.models.action_heads.base import masked_mean
 from librobot.models.components.positional import sinusoidal_embedding
 from librobot.models.components.transformer import Transformer
+from librobot.models.encoders.image import resnet18
 from librobot.models.frameworks.act.config import ACTConfig
 from librobot.models.frameworks.base import AbstractVLA, backbone_frozen, run_vlm
 from librobot.models.frameworks.inputs import VLAInputs
@@ -53,8 +55,13 @@ class ACTPolicy(AbstractVLA):
         # observation encoder over [z, state, features]
         self.latent_in = nn.Linear(c.latent_dim, d)
         self.state_in = nn.Linear(c.state_dim, d) if c.state_dim else None
-        width = self.vlm.get_embedding_dim()
-        self.feature_in = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, d))
+        if c.features == "resnet18":  # ACT's backbone: layer-4 feature map → tokens of width d
+            self.resnet: nn.Module | None = resnet18(output_dim=d, norm="batch", pool="tokens")
+            self.feature_in: nn.Module = nn.Identity()
+        else:
+            self.resnet = None
+            width = self.vlm.get_embedding_dim()
+            self.feature_in = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, d))
         self.token_type = nn.Parameter(torch.randn(4, d) * 0.02)
         self.encoder = Transformer(d, c.encoder_layers, c.num_heads, **block)
         # decoder: one learned query per chunk step (sinusoidal start: distinct from the first step)
@@ -65,6 +72,10 @@ class ACTPolicy(AbstractVLA):
         nn.init.zeros_(self.out.bias)
         self._finish_init()
 
+    def backbone_probe(self, vlm: nn.Module, image: Tensor) -> list[Tensor]:
+        # ACT on its own ResNet never reads the VLM: every backbone parameter stays frozen
+        return [] if self.config.features == "resnet18" else super().backbone_probe(vlm, image)
+
     # ------------------------------------------------------------------ observation
     @property
     def execution(self) -> dict[str, Any]:
@@ -73,7 +84,13 @@ class ACTPolicy(AbstractVLA):
 
     def observation_tokens(self, inputs: VLAInputs) -> tuple[Tensor, Tensor, Tensor]:
         """Projected feature tokens [B, L, d], their mask [B, L] and type ids [B, L]."""
-        if self.config.features == "vision":
+        if self.resnet is not None:
+            if inputs.views is None:
+                raise SpecError("ACT with features='resnet18' needs images; pass images or use features='vlm'")
+            feats = torch.cat([self.resnet(view) for view in inputs.current_views], dim=1)
+            mask = torch.ones(feats.shape[:2], dtype=torch.bool, device=feats.device)
+            types = torch.full(feats.shape[:2], IMAGE, dtype=torch.long, device=feats.device)
+        elif self.config.features == "vision":
             if inputs.views is None:
                 raise SpecError("ACT with features='vision' needs images; pass images or use features='vlm'")
             if backbone_frozen(self.vlm):
