@@ -103,3 +103,47 @@ def test_bad_config_file_keys_fail_before_building(tmp_path):
         vla_from_config(path)
     with pytest.raises(ConfigError, match="state_dim=0"):
         create_vla("custom", vlm=tiny_vlm(), action_dim=7, components={"history_encoder": "lstm_history"})
+
+
+def _dp_style(**options):
+    torch.manual_seed(0)
+    components = {
+        "image_encoder": {"name": "resnet", "layers": [1, 1], "widths": [8, 16], "pool": "spatial_softmax"},
+        "head": {"name": "ddim", "num_inference_steps": 4},
+    }
+    return create_vla(
+        "custom", vlm=tiny_vlm(), action_dim=ACTION_DIM, state_dim=STATE_DIM, horizon=HORIZON, n_obs_steps=2,
+        hidden_dim=32, components=components, **options,
+    ).eval()  # fmt: skip
+
+
+def test_text_only_vlm_inputs_keep_the_cameras_for_the_image_encoder():
+    policy = _dp_style(vlm_inputs="text", freeze_vlm=True)
+    seen = []
+    policy.vlm.register_forward_pre_hook(lambda _m, args: seen.append(args[0]))
+    g = torch.Generator().manual_seed(1)
+    images = torch.rand(3, 2, 3, 32, 32, generator=g)
+    state = torch.randn(3, 2, STATE_DIM, generator=g)
+    noise = torch.randn(3, HORIZON, ACTION_DIM, generator=g)
+    policy.predict_action({"front": images}, ["pick"] * 3, state, noise=noise)
+    assert seen and all(images_arg is None for images_arg in seen), "the VLM must see the instruction only"
+    calls = len(seen)
+    one = policy.conditioning(policy.prepare({"front": images}, ["pick"] * 3, state))[0]
+    other = policy.conditioning(policy.prepare({"front": images.flip(-1)}, ["pick"] * 3, state))[0]
+    assert len(seen) == calls, "a frozen VLM on the instruction alone runs once per instruction (cached)"
+    assert one.shape == other.shape and not torch.allclose(one, other), "the cameras reach the image encoder"
+
+
+def test_image_history_encodes_every_frame_of_the_window():
+    policy = _dp_style(image_history=True)
+    g = torch.Generator().manual_seed(2)
+    frames = torch.rand(3, 2, 3, 32, 32, generator=g)
+    inputs = policy.prepare({"front": frames}, ["pick"] * 3, torch.randn(3, 2, STATE_DIM, generator=g))
+    tokens = policy.encoder_tokens(inputs)
+    assert [t.shape for t in tokens] == [(3, 1, 32), (3, 2, 32)]  # state token, one token per frame
+    older = frames.clone()
+    older[:, 0] = torch.rand(3, 3, 32, 32, generator=g)  # change only the older frame
+    changed = policy.encoder_tokens(policy.prepare({"front": older}, ["pick"] * 3, inputs.state))[1]
+    assert not torch.allclose(changed[:, 0], tokens[1][:, 0]) and torch.allclose(changed[:, 1], tokens[1][:, 1])
+    with pytest.raises(ConfigError, match="image_history needs an image encoder"):
+        create_vla("custom", vlm=tiny_vlm(), action_dim=ACTION_DIM, state_dim=STATE_DIM, image_history=True)

@@ -22,7 +22,7 @@ from typing import Any
 
 from librobot.core.errors import ConfigError, UnknownComponentError
 from librobot.core.registry import get_registry
-from librobot.models.action_heads.config import positive
+from librobot.models.action_heads.config import choice, positive
 from librobot.models.frameworks.config import VLAConfig
 
 ROLES = {
@@ -41,15 +41,26 @@ class CustomConfig(VLAConfig):
     """hidden_dim: the width every component is built at (VLM tokens are projected to it).
     components: see the module docstring; missing roles take ``DEFAULTS`` (state encoder only with
     state_dim > 0), i.e. VLM tokens + an MLP state token, concatenated, a flow-matching head.
-    max_cameras: cameras the image encoder's learned camera embedding distinguishes."""
+    max_cameras: cameras the image encoder's learned camera embedding distinguishes.
+    vlm_inputs: "all" (the VLM sees the cameras and the instruction) or "text" (the instruction
+    only: the image encoder alone sees the cameras; a frozen VLM then runs once per instruction,
+    its output cached). image_history: the image encoder encodes every frame of the observation
+    window (``n_obs_steps``), as Diffusion Policy does, instead of the current frame only."""
 
     hidden_dim: int = 128
     max_cameras: int = 4
     components: dict[str, Any] = field(default_factory=dict)
+    vlm_inputs: str = "all"
+    image_history: bool = False
 
     def validate(self) -> None:
         super().validate()
         positive("CustomConfig", hidden_dim=self.hidden_dim, max_cameras=self.max_cameras)
+        choice("CustomConfig", "vlm_inputs", self.vlm_inputs, ("all", "text"))
+        if not isinstance(self.image_history, bool):
+            raise ConfigError(f"CustomConfig.image_history must be true or false, got {self.image_history!r}")
+        if self.image_history and self.component("image_encoder") is None:
+            raise ConfigError("CustomConfig.image_history needs an image encoder (components.image_encoder)")
         if not isinstance(self.components, Mapping):
             raise ConfigError(f"CustomConfig.components must be a mapping of role → component, got {self.components!r}")
         for role in self.components:

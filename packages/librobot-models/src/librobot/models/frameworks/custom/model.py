@@ -11,6 +11,8 @@ Conditioning the head receives, by fusion:
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 from torch import Tensor, nn
 
@@ -38,6 +40,8 @@ class CustomVLA(AbstractVLA):
         self.camera_embed = (
             nn.Parameter(torch.randn(c.max_cameras, w) * 0.02) if self.image_encoder is not None else None
         )
+        # which frame of the window a token comes from (image_history)
+        self.frame_embed = nn.Parameter(torch.randn(c.n_obs_steps, 1, w) * 0.02) if c.image_history else None
         fusion = c.component("fusion")
         assert fusion is not None
         self.fusion_kind, fusion_options = fusion[0], dict(fusion[1])
@@ -94,13 +98,19 @@ class CustomVLA(AbstractVLA):
                     f"{len(views)} cameras; this policy was built with max_cameras={self.config.max_cameras}"
                 )
             assert self.camera_embed is not None
+            if self.config.image_history:  # [B, T, C, H, W] → one token per frame (per keypoint set)
+                assert inputs.views is not None
+                views = [v[:, -self.config.n_obs_steps :] for v in inputs.views]
             for i, view in enumerate(views):
                 feats = self.image_encoder(view)
+                if self.frame_embed is not None:  # [B, T, W] or [B, T, n, W] → frame-tagged tokens
+                    frames = self.frame_embed[-feats.shape[1] :]
+                    feats = (feats + frames[:, 0]) if feats.dim() == 3 else (feats + frames).flatten(1, 2)
                 out.append((feats.unsqueeze(1) if feats.dim() == 2 else feats) + self.camera_embed[i])
         return out
 
     def conditioning(self, inputs: VLAInputs) -> tuple[Tensor, Tensor | None]:
-        vlm_out = run_vlm(self, inputs)
+        vlm_out = run_vlm(self, replace(inputs, views=None) if self.config.vlm_inputs == "text" else inputs)
         tokens, mask = self.vlm_proj(vlm_out.hidden_states), vlm_out.attention_mask.bool()
         extra = self.encoder_tokens(inputs)
         b = tokens.shape[0]
