@@ -1,12 +1,17 @@
-"""The chunk denoiser shared by diffusion and flow-matching heads: a small DiT over the H action
-tokens. Time and pooled conditioning enter through adaLN-Zero; conditioning tokens through
-cross-attention, whose keys/values are computed once per ``predict`` and reused at every
-denoising step (``prepare``), the reference path being ``prepare`` per step (``cache_cond=False``).
+"""The chunk denoisers shared by diffusion and flow-matching heads, built by ``make_denoiser``
+from ``DenoiserConfig.denoiser``: "dit" (here) or "unet" (Diffusion Policy's 1-D U-Net,
+``unet1d.py``).
+
+The DiT is a small transformer over the H action tokens. Time and pooled conditioning enter
+through adaLN-Zero; conditioning tokens through cross-attention, whose keys/values are computed
+once per ``predict`` and reused at every denoising step (``prepare``), the reference path being
+``prepare`` per step (``cache_cond=False``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
@@ -17,6 +22,9 @@ from librobot.models.components.attention import KVCache
 from librobot.models.components.conditioning import AdaLNModulation, modulate
 from librobot.models.components.positional import TimestepEmbedding
 from librobot.models.components.transformer import Transformer
+
+if TYPE_CHECKING:
+    from librobot.models.action_heads.unet1d import UNet1DDenoiser
 
 
 @dataclass
@@ -73,3 +81,16 @@ class ChunkDenoiser(nn.Module):
             h = self.blocks(h, cond=c)
         shift, scale = self.final_mod(c)
         return self.out(modulate(self.final_norm(h), shift, scale))
+
+
+def make_denoiser(config: DenoiserConfig, *, time_scale: float = 1.0) -> ChunkDenoiser | UNet1DDenoiser:
+    """The denoiser ``config.denoiser`` names, with ``prepare(cond)`` and ``forward(x, t, prepared)``.
+
+    ``time_scale``: see ``ChunkDenoiser`` (both denoisers read it the same way).
+    """
+    if config.denoiser == "unet":
+        # imported here: unet1d imports PreparedCond from this module
+        from librobot.models.action_heads.unet1d import UNet1DDenoiser
+
+        return UNet1DDenoiser(config, time_scale=time_scale)
+    return ChunkDenoiser(config, time_scale=time_scale)

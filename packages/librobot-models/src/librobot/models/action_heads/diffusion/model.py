@@ -1,4 +1,5 @@
-"""Diffusion head: a DiT denoiser over the action chunk (Diffusion Policy / Octo / GR00T style).
+"""Diffusion head: a DiT (or Diffusion Policy's 1-D U-Net, ``denoiser="unet"``) denoiser over the
+action chunk (Diffusion Policy / Octo / GR00T style).
 
 ε-formulation (Ho et al. 2020): train to predict the noise; sample with ancestral DDPM or DDIM
 (Song et al. 2021). EDM formulation (Karras et al. 2022): σ-preconditioned denoiser, log-normal
@@ -15,7 +16,7 @@ from torch import Tensor
 
 import librobot.kernels as kernels
 from librobot.models.action_heads.base import ActionHeadBase, masked_mean
-from librobot.models.action_heads.denoiser import ChunkDenoiser, PreparedCond
+from librobot.models.action_heads.denoiser import PreparedCond, make_denoiser
 from librobot.models.action_heads.diffusion.config import DiffusionConfig
 from librobot.models.action_heads.diffusion.schedules import alphas_cumprod, ddim_timesteps, karras_sigmas
 
@@ -28,7 +29,7 @@ class DiffusionHead(ActionHeadBase):
         super().__init__(config, **overrides)
         c = self.config
         self.edm = c.formulation == "edm"
-        self.denoiser = ChunkDenoiser(c, time_scale=250.0 if self.edm else 1.0)
+        self.denoiser = make_denoiser(c, time_scale=250.0 if self.edm else 1.0)
         acp = alphas_cumprod(c.num_train_timesteps, c.beta_schedule, c.beta_start, c.beta_end)
         self._acp = acp.tolist()  # host floats for the kernels' step ops
         self.register_buffer("alphas_cumprod", acp.to(torch.float32), persistent=False)

@@ -1,4 +1,5 @@
-"""Flow-matching head: a DiT velocity field over the action chunk (π0 / GR00T N1 style).
+"""Flow-matching head: a DiT (or 1-D U-Net, ``denoiser="unet"``) velocity field over the action
+chunk (π0 / GR00T N1 style).
 
 Rectified flow (Liu et al. 2023; Lipman et al. 2023): straight paths between independent noise and
 data. OT-CFM (Tong et al. 2024): the same loss with noise and data paired by minibatch optimal
@@ -13,7 +14,7 @@ from torch import Tensor
 
 import librobot.kernels as kernels
 from librobot.models.action_heads.base import ActionHeadBase, masked_mean
-from librobot.models.action_heads.denoiser import ChunkDenoiser
+from librobot.models.action_heads.denoiser import make_denoiser
 from librobot.models.action_heads.flow_matching.config import FlowMatchingConfig
 from librobot.models.action_heads.flow_matching.coupling import ot_pairing
 
@@ -27,7 +28,7 @@ class FlowMatchingHead(ActionHeadBase):
 
     def __init__(self, config: FlowMatchingConfig | dict | None = None, **overrides) -> None:
         super().__init__(config, **overrides)
-        self.denoiser = ChunkDenoiser(self.config, time_scale=1000.0)
+        self.denoiser = make_denoiser(self.config, time_scale=1000.0)
 
     def sample_time(self, b: int, generator: torch.Generator | None, like: Tensor) -> Tensor:
         u = torch.rand(b, generator=generator, device=like.device, dtype=like.dtype)

@@ -30,7 +30,7 @@ from librobot.models.action_heads.diffusion.model import DiffusionHead
 from librobot.models.action_heads.diffusion.schedules import alphas_cumprod
 
 # DiT-only fields of DiffusionConfig and the values that mean "not used" here
-_DIT_FIELDS = {"depth": 3, "num_heads": 1, "mlp": "gelu", "cross_attention": False}
+_DIT_FIELDS = {"depth": 3, "num_heads": 1, "mlp": "gelu", "cross_attention": False, "denoiser": "dit"}
 
 
 @dataclass
@@ -57,7 +57,7 @@ class MLPResNetDiffusionConfig(DiffusionConfig):
         for key, unused in _DIT_FIELDS.items():
             if getattr(self, key) != unused:
                 raise ConfigError(
-                    f"{name}.{key} is an option of the DiT denoiser; the MLP-ResNet denoiser is shaped by "
+                    f"{name}.{key} is an option of the DiT or U-Net denoisers; the MLP-ResNet denoiser is shaped by "
                     "hidden_dim, num_blocks and time_dim (leave it out)"
                 )
         positive(name, num_blocks=self.num_blocks, time_dim=self.time_dim)
