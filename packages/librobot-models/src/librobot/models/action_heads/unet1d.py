@@ -32,6 +32,7 @@ from torch import Tensor, nn
 from librobot.models.action_heads.base import Conditioning
 from librobot.models.action_heads.config import DenoiserConfig
 from librobot.models.action_heads.denoiser import PreparedCond
+from librobot.models.components.conv1d import TemporalConv1d
 
 # DP's output block always uses GroupNorm's 8 groups (see the module docstring)
 _DP_FINAL_GROUPS = 8
@@ -55,7 +56,7 @@ class ConvBlock1d(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, groups: int) -> None:
         super().__init__()
-        self.conv = nn.Conv1d(in_channels, out_channels, kernel_size, padding=kernel_size // 2)
+        self.conv = TemporalConv1d(in_channels, out_channels, kernel_size, padding=kernel_size // 2)
         self.norm = nn.GroupNorm(groups, out_channels)
         self.act = nn.Mish()
 
@@ -91,7 +92,7 @@ class ResidualBlock1d(nn.Module):
         self.film = FiLM1d(cond_dim, out_channels, film_scale)
         self.conv2 = ConvBlock1d(out_channels, out_channels, kernel_size, groups)
         self.residual: nn.Module = (
-            nn.Conv1d(in_channels, out_channels, 1) if in_channels != out_channels else nn.Identity()
+            TemporalConv1d(in_channels, out_channels, 1) if in_channels != out_channels else nn.Identity()
         )
 
     def forward(self, x: Tensor, cond: Tensor) -> Tensor:
@@ -139,7 +140,7 @@ class UNet1DDenoiser(nn.Module):
             UNetLevel(
                 res(i, o),
                 res(o, o),
-                nn.Conv1d(o, o, 3, stride=2, padding=1) if level < len(dims) - 1 else nn.Identity(),
+                TemporalConv1d(o, o, 3, stride=2, padding=1) if level < len(dims) - 1 else nn.Identity(),
             )
             for level, (i, o) in enumerate(zip(ins, dims))
         )
@@ -151,7 +152,7 @@ class UNet1DDenoiser(nn.Module):
         )
         final_groups = _DP_FINAL_GROUPS if dims[0] % _DP_FINAL_GROUPS == 0 else groups
         self.final_block = ConvBlock1d(dims[0], dims[0], k, final_groups)
-        self.out_proj = nn.Conv1d(dims[0], c.action_dim, 1)
+        self.out_proj = TemporalConv1d(dims[0], c.action_dim, 1)
 
     def prepare(self, cond: Conditioning) -> PreparedCond:
         # nothing to precompute: FiLM reads the pooled vector as is (DP's raw global conditioning)
