@@ -32,7 +32,7 @@ from torch import Tensor, nn
 from librobot.models.action_heads.base import Conditioning
 from librobot.models.action_heads.config import DenoiserConfig
 from librobot.models.action_heads.denoiser import PreparedCond
-from librobot.models.components.conv1d import TemporalConv1d
+from librobot.models.components.conv1d import TemporalConv1d, TemporalConvTranspose1d
 
 # DP's output block always uses GroupNorm's 8 groups (see the module docstring)
 _DP_FINAL_GROUPS = 8
@@ -147,7 +147,7 @@ class UNet1DDenoiser(nn.Module):
         self.mid = nn.ModuleList([res(dims[-1], dims[-1]), res(dims[-1], dims[-1])])
         # up level j: from dims[-1-j] (doubled by the skip) to dims[-2-j], then back to 2x the length
         self.up = nn.ModuleList(
-            UNetLevel(res(2 * i, o), res(o, o), nn.ConvTranspose1d(o, o, 4, stride=2, padding=1))
+            UNetLevel(res(2 * i, o), res(o, o), TemporalConvTranspose1d(o, o, 4, stride=2, padding=1))
             for i, o in zip(dims[:0:-1], dims[-2::-1])
         )
         final_groups = _DP_FINAL_GROUPS if dims[0] % _DP_FINAL_GROUPS == 0 else groups

@@ -26,6 +26,20 @@ def conv1d_as_matmul(x: Tensor, weight: Tensor, bias: Tensor | None, stride: int
     return out.reshape(batch, length, out_channels).transpose(1, 2)
 
 
+def conv_transpose1d_as_matmul(x: Tensor, weight: Tensor, bias: Tensor | None, stride: int, padding: int) -> Tensor:
+    """``F.conv_transpose1d`` (groups 1, dilation 1, no output padding) as a linear map of each
+    input step to its k output taps, overlap-added with ``F.fold`` (col2im)."""
+    in_channels, out_channels, kernel = weight.shape
+    batch, _, length = x.shape
+    taps = F.linear(x.transpose(1, 2), weight.reshape(in_channels, -1).t())  # [B, L, C_out·k]
+    out_length = (length - 1) * stride - 2 * padding + kernel
+    out = F.fold(
+        taps.transpose(1, 2), output_size=(1, out_length), kernel_size=(1, kernel), stride=(1, stride),
+        padding=(0, padding),
+    ).reshape(batch, out_channels, out_length)  # fmt: skip
+    return out if bias is None else out + bias.to(out.dtype)[:, None]
+
+
 class TemporalConv1d(nn.Conv1d):
     """``nn.Conv1d`` (same parameters and state dict) with the matmul path for bf16/fp16 on a CPU."""
 
@@ -37,4 +51,15 @@ class TemporalConv1d(nn.Conv1d):
         return super().forward(x)
 
 
-__all__ = ["TemporalConv1d", "conv1d_as_matmul"]
+class TemporalConvTranspose1d(nn.ConvTranspose1d):
+    """``nn.ConvTranspose1d`` (same parameters) with the matmul path for bf16/fp16 on a CPU."""
+
+    def forward(self, x: Tensor, output_size: list[int] | None = None) -> Tensor:
+        reduced = self.weight.dtype in (torch.bfloat16, torch.float16) or torch.is_autocast_enabled("cpu")
+        simple = self.groups == 1 and self.dilation == (1,) and self.output_padding == (0,) and output_size is None
+        if x.device.type == "cpu" and reduced and simple and isinstance(self.padding, tuple):
+            return conv_transpose1d_as_matmul(x, self.weight, self.bias, self.stride[0], self.padding[0])
+        return super().forward(x, output_size)
+
+
+__all__ = ["TemporalConv1d", "TemporalConvTranspose1d", "conv1d_as_matmul", "conv_transpose1d_as_matmul"]
