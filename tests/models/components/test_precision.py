@@ -95,3 +95,14 @@ def test_fp32_is_untouched_and_auto_resolves_from_the_cpu(monkeypatch):
     assert InferencePrecision("auto").name == "bf16"
     monkeypatch.setattr(hw, "cpu_info", lambda: hw.parse_cpuinfo("flags\t: avx2 fma\n"))
     assert InferencePrecision("auto").name == "fp32"
+
+
+def test_reduced_precision_puts_image_convolutions_in_channels_last():
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.Conv1d(8, 8, 3))
+    InferencePrecision("bf16").prepare(model)
+    assert model[0].weight.dtype == torch.bfloat16
+    assert model[0].weight.is_contiguous(memory_format=torch.channels_last)
+    assert not model[0].weight.is_contiguous()  # really reordered, not a trivially-contiguous shape
+    x = torch.rand(1, 3, 12, 12)
+    with InferencePrecision("bf16").autocast():
+        assert model[0](x).shape == (1, 8, 10, 10)

