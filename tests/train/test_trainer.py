@@ -132,6 +132,25 @@ def test_mixed_precision_trains_fp32_weights(tmp_path, precision):
         assert scaler is None
 
 
+@pytest.mark.parametrize(("flags", "expected"), [("avx2 fma avx512f amx_bf16", "bf16"), ("avx2 fma", "fp32")])
+def test_auto_precision_follows_the_cpu(tmp_path, monkeypatch, flags, expected):
+    import librobot.core.hardware as hardware
+
+    monkeypatch.setattr(hardware, "cpu_info", lambda: hardware.parse_cpuinfo(f"flags\t: {flags}\n"))
+    seen = []
+    real = torch.autocast
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs.get("dtype"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "autocast", spy)
+    run = tmp_path / expected
+    train_from_config(tiny_config(run, train={"max_steps": 3, "precision": "auto"}), configure_logs=False)
+    assert seen == ([torch.bfloat16] * 3 if expected == "bf16" else [])
+    assert all(t.dtype == torch.float32 for t in final_tensors(run).values())
+
+
 def test_wandb_without_the_extra_names_it(tmp_path):
     cfg = tiny_config(tmp_path / "w", logging={"wandb": True})
     with pytest.raises(MissingExtraError, match=r"pip install 'librobot-train\[wandb\]'"):

@@ -40,7 +40,9 @@ class TrainSection:
     batch_size: int = 32  # per process and per micro-batch
     grad_accum_steps: int = 1
     max_grad_norm: float | None = 1.0  # null: no clipping
-    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    # autocast dtype of the forward pass; auto: bf16 where the CPU/GPU runs it natively (AMX or
+    # AVX512-BF16 CPUs, Ampere+ GPUs), else fp32 (librobot.core.hardware)
+    precision: Literal["fp32", "bf16", "fp16", "auto"] = "fp32"
     seed: int = 0
     deterministic: bool = False  # torch deterministic algorithms (bitwise-repeatable, slower on GPU)
     device: str = "auto"  # auto | cpu | cuda | cuda:N

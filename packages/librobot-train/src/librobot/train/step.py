@@ -97,7 +97,7 @@ def _grad_sync(trainer: Trainer, sync: bool) -> Any:
 
 
 def autocast(trainer: Trainer) -> Any:
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(trainer.config.train.precision)
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(trainer.precision)
     if dtype is None:
         return nullcontext()
     return torch.autocast(device_type=trainer.dist.device.type, dtype=dtype)

@@ -117,6 +117,7 @@ class Trainer:
         self._signal: int | None = None
         self._window = self._empty_window()
         self._ready = False
+        self.precision = "fp32"  # train.precision resolved for the device (auto) in setup()
 
     # ================================================================== setup
     @property
@@ -137,7 +138,10 @@ class Trainer:
         if self._ready:
             return
         cfg = self.config
-        if cfg.train.precision == "bf16" and self.dist.device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        from librobot.models.components.precision import device_precision
+
+        self.precision = device_precision(cfg.train.precision, self.dist.device)
+        if self.precision == "bf16" and self.dist.device.type == "cuda" and not torch.cuda.is_bf16_supported():
             raise ConfigError(
                 "train.precision=bf16 but this GPU has no bf16 support; use fp16 (with loss scaling) or fp32"
             )
@@ -169,7 +173,7 @@ class Trainer:
                 f"train.max_time needs a schedule that can follow the time budget (set_progress); "
                 f"'{cfg.scheduler.name}' cannot: use cosine, linear or constant, or drop train.max_time"
             )
-        self.scaler = torch.amp.GradScaler(self.dist.device.type) if cfg.train.precision == "fp16" else None
+        self.scaler = torch.amp.GradScaler(self.dist.device.type) if self.precision == "fp16" else None
         e = cfg.ema
         self.ema = (
             EMA(
