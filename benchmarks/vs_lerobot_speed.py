@@ -172,6 +172,21 @@ def worker_diffusion(repeats: int) -> dict:
     return out
 
 
+PI0_PREFIX_TOKENS = 304  # LeRobot's pi0: 256 image tokens + its tokenizer's padded 48
+WORDS = "pick up the red block and place it in the bowl then push the green cup to the left".split()
+
+
+def _task_of_length(vlm, tokens: int) -> str:
+    """An instruction whose prompt (one image, instruction, special tokens) is ``tokens`` long or
+    just over, so both sides run prefixes of the same length."""
+    words: list[str] = []
+    for _ in range(4 * tokens):  # the backbone may cap the instruction's length: then its longest
+        words.append(WORDS[len(words) % len(WORDS)])
+        if int(vlm.tokenize([" ".join(words)], 1)[1].sum()) >= tokens:
+            break
+    return " ".join(words)
+
+
 def worker_pi0(repeats: int) -> dict:
     torch = _torch()
     from torch.utils.flop_counter import FlopCounterMode
@@ -189,7 +204,7 @@ def worker_pi0(repeats: int) -> dict:
     g = torch.Generator().manual_seed(0)
     image, state = torch.rand(1, 3, 224, 224, generator=g), torch.randn(1, 6, generator=g)
     noise = torch.randn(1, 50, 6, generator=g)
-    task = "pick up the red block and place it in the bowl"
+    task = _task_of_length(model.vlm, PI0_PREFIX_TOKENS)
     inputs = model.prepare(image, [task], state)
     out = {"params": sum(p.numel() for p in model.parameters()), "build_s": round(build_s, 1), "chunk": 50, "steps": 10}
     reference = None
