@@ -14,8 +14,17 @@ The LeRobot side uses LeRobot's default encoding (AV1 via libsvtav1, crf 30, a k
 frames, yuv420p) unless --codec says otherwise, keeps its numeric columns in memory as LeRobot
 does, keeps mp4 files open per worker, and seeks to the keyframe before each window.
 
+``--image-encoding raw video`` measures one store per image encoding (raw chunks, video clips;
+store/video_clip.py), each in the alternating rounds. Each dataset is opened once per image mode
+and read by every round, as epochs read one dataset: a video store decodes its clips in the first
+round (the cold figure: ``rounds[0]``), and its forked workers share them from then on. The
+``direct_getitem_uint8`` rounds open the dataset afresh each time: all cold. ``--scene pusht`` makes PushT-like episodes
+(one flat-shaded 96x96 camera, 2-D state and action) instead of the textured, noisy cameras.
+
     OMP_NUM_THREADS=1 MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=68719476736 MALLOC_TOP_PAD_=1073741824 \\
         python benchmarks/data.py --out bench_data.json
+    python benchmarks/data.py --scene pusht --episodes 100 --length 150 --size 96 96 --batch-size 64 \\
+        --workers 2 --modes float32 --loaders torch --image-encoding raw video
 
 Prints one JSON document (and writes it to --out when given).
 """
@@ -39,11 +48,14 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, RandomSampler
 
+from librobot.core.batch import ACTION, OBS_STATE, image_key
 from librobot.data.convert import convert
 from librobot.data.dataset import StoreDataset
 from librobot.data.dataset_lerobot import LeRobotVideoDataset
+from librobot.data.episode import Episode
 from librobot.data.loader import WindowLoader
 from librobot.data.store import write_episodes
+from librobot.data.store.chunk_cache import shared_cache
 from librobot.data.store.layout import dir_size, disk_usage
 from librobot.data.synthetic import synthetic_episodes
 
@@ -51,6 +63,44 @@ from librobot.data.synthetic import synthetic_episodes
 def _cpu_seconds() -> float:
     own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def pusht_like_episodes(num: int, length: int, size: int, seed: int = 0) -> list[Episode]:
+    """PushT-like episodes: a flat background, a fixed green goal T, a grey T that drifts and turns,
+    a blue agent disc (rendered at 2x and averaged, so edges are anti-aliased as gym-pusht's are);
+    the state is the agent's position, the action the next one."""
+    rng = np.random.default_rng(seed)
+    n = 2 * size
+    ys, xs = np.mgrid[0:n, 0:n].astype(np.float32) / 2 * (96 / size)
+
+    def t_shape(cx: float, cy: float, angle: float) -> np.ndarray:
+        c, s = np.cos(angle), np.sin(angle)
+        u, v = (xs - cx) * c + (ys - cy) * s, -(xs - cx) * s + (ys - cy) * c
+        return ((np.abs(u) < 14) & (v > -10) & (v < -3)) | ((np.abs(u) < 3.5) & (v >= -3) & (v < 18))
+
+    goal = t_shape(48, 48, np.pi / 4)
+    episodes = []
+    for _ in range(num):
+        p = rng.uniform(0, 2 * np.pi, 6)
+        t = np.arange(length + 1) / 10.0
+        agent = np.stack([48 + 38 * np.sin(0.9 * t + p[3]), 48 + 38 * np.sin(0.7 * t + p[4])], 1).astype(np.float32)
+        frames = np.empty((length, size, size, 3), np.uint8)
+        for i in range(length):
+            img = np.empty((n, n, 3), np.float32)
+            img[:] = (238, 238, 238)
+            img[goal] = (144, 238, 144)
+            tx, ty = 48 + 24 * np.sin(0.3 * t[i] + p[0]), 48 + 24 * np.sin(0.25 * t[i] + p[1])
+            img[t_shape(tx, ty, p[2] + 0.4 * np.sin(0.2 * t[i]))] = (119, 136, 153)
+            img[(xs - agent[i, 0]) ** 2 + (ys - agent[i, 1]) ** 2 < 16] = (65, 105, 225)
+            frames[i] = img.reshape(size, 2, size, 2, 3).mean((1, 3)).round().astype(np.uint8)
+        episodes.append(
+            Episode(
+                frames={OBS_STATE: agent[:-1], ACTION: agent[1:], image_key("top"): frames},
+                task="push the T onto the goal",
+                fps=10.0,
+            )
+        )
+    return episodes
 
 
 def measure(dataset, *, loader: str, workers: int, batch_size: int, batches: int, seed: int) -> tuple[float, float]:
@@ -64,7 +114,9 @@ def measure(dataset, *, loader: str, workers: int, batch_size: int, batches: int
     )
     make = WindowLoader if loader == "window" else DataLoader
     cpu = _cpu_seconds()
-    it = iter(make(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers))
+    start = getattr(dataset, "worker_start_method", None)  # as librobot's trainer starts them
+    context = {"multiprocessing_context": start} if start and workers else {}
+    it = iter(make(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers, **context))
     first = len(next(it)["task"])
     started = time.perf_counter()
     count = sum(len(batch["task"]) for batch in it)  # exhausting the iterator also joins the workers
@@ -99,12 +151,18 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=20)
     parser.add_argument("--length", type=int, default=100, help="frames per episode")
     parser.add_argument("--size", type=int, nargs=2, default=[224, 224], metavar=("H", "W"))
+    parser.add_argument("--scene", default="camera", choices=["camera", "pusht"])
     parser.add_argument("--obs-horizon", type=int, default=2)
     parser.add_argument("--action-horizon", type=int, default=16)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--store-batches", type=int, default=40)
     parser.add_argument("--video-batches", type=int, default=8)
     parser.add_argument("--codec", default="lerobot", choices=["lerobot", "h264", "lossless"])
+    parser.add_argument(
+        "--image-encoding", nargs="+", default=["raw"], choices=["raw", "video", "h264", "av1", "lossless"]
+    )
+    parser.add_argument("--image-quality", type=int, help="crf of the lossy store encodings")
+    parser.add_argument("--no-lerobot-read", action="store_true", help="measure the stores only")
     parser.add_argument("--workers", type=int, nargs="*", default=[0, 2])
     parser.add_argument("--modes", nargs="*", default=["float32", "uint8"], choices=["float32", "uint8"])
     parser.add_argument("--loaders", nargs="*", default=["torch", "window"], choices=["torch", "window"])
@@ -117,109 +175,105 @@ def main() -> None:
     root = Path(args.dir or tempfile.mkdtemp(prefix="librobot-bench-"))
     root.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    episodes = synthetic_episodes(
-        args.episodes,
-        lengths=[args.length] * args.episodes,
-        image_size=tuple(args.size),
-        state_dim=14,
-        action_dim=14,
-        seed=0,
-    )
+    if args.scene == "pusht":
+        if args.size[0] != args.size[1]:
+            parser.error("--scene pusht renders square images")
+        episodes = pusht_like_episodes(args.episodes, args.length, args.size[0])
+    else:
+        episodes = synthetic_episodes(
+            args.episodes,
+            lengths=[args.length] * args.episodes,
+            image_size=tuple(args.size),
+            state_dim=14,
+            action_dim=14,
+            seed=0,
+        )
+    cameras = [k for k in episodes[0].frames if k.startswith("observation.images.")]
+    state_dim, action_dim = episodes[0].frames[OBS_STATE].shape[1], episodes[0].frames[ACTION].shape[1]
     generate_s = time.perf_counter() - t0
-    store_path, lerobot_path = root / "episodes.store", root / f"episodes.lerobot-{args.codec}"
+    stores, write_s = {}, {}
+    for encoding in args.image_encoding:
+        name = "store" if encoding == "raw" else f"store_{encoding}"
+        stores[name] = root / f"episodes.{name}"
+        t0 = time.perf_counter()
+        if not stores[name].exists():
+            quality = None if encoding in ("raw", "lossless") else args.image_quality
+            write_episodes(stores[name], episodes, image_encoding=encoding, image_quality=quality)
+        write_s[name] = round(time.perf_counter() - t0, 1)
+    first_store = next(iter(stores.values()))
+    lerobot_path = root / f"episodes.lerobot-{args.codec}"
     t0 = time.perf_counter()
-    if not store_path.exists():
-        write_episodes(store_path, episodes)
-    store_write_s = time.perf_counter() - t0
-    del episodes
-    t0 = time.perf_counter()
-    convert(store_path, lerobot_path, dst_format="lerobot-v3", write_options={"video": args.codec})
+    convert(first_store, lerobot_path, dst_format="lerobot-v3", write_options={"video": args.codec})
     lerobot_write_s = time.perf_counter() - t0
+    camera = cameras[0]
+    originals = np.concatenate([e.frames[camera] for e in episodes]).transpose(0, 3, 1, 2).astype(np.int16)
+    del episodes
 
     window = {"obs_horizon": args.obs_horizon, "action_horizon": args.action_horizon}
-    store_ds = StoreDataset(store_path, **window)
-    video_ds = LeRobotVideoDataset(lerobot_path, **window)
-    picks = np.random.default_rng(1).integers(0, len(store_ds), 16)
-    pixel_error = float(
-        np.mean(
-            [
-                (store_ds[int(i)]["observation.images.top"] - video_ds[int(i)]["observation.images.top"])
-                .abs()
-                .mean()
-                .item()
-                * 255
-                for i in picks
-            ]
-        )
-    )
-    # Store and video are measured alternately, round by round, so both see the same machine load.
+    sources = {name: (StoreDataset, path, args.store_batches) for name, path in stores.items()}
+    if not args.no_lerobot_read:
+        sources["lerobot_video"] = (LeRobotVideoDataset, lerobot_path, args.video_batches)
+    picks = np.random.default_rng(1).integers(0, len(originals), 64)
+    pixel_error = {}
+    for name, (make, path, _) in sources.items():
+        ds = make(path, image_dtype="uint8", **window)
+        frames = np.stack([ds[int(i)][camera][-1].numpy() for i in picks]).astype(np.int16)
+        pixel_error[name] = round(float(np.abs(frames - originals[picks]).mean()), 2)
+    # The sources are measured alternately, round by round, so all see the same machine load.
     results: dict[str, dict] = {}
     speedup: dict[str, dict] = {}
     for mode in args.modes:
-        store_ds = StoreDataset(store_path, image_dtype=mode, **window)
-        video_ds = LeRobotVideoDataset(lerobot_path, image_dtype=mode, **window)
+        datasets = {name: make(path, image_dtype=mode, **window) for name, (make, path, _) in sources.items()}
         for loader in args.loaders:
             name = f"{mode}/{loader}"
             results[name], speedup[name] = {}, {}
             for workers in args.workers:
-                store_rates, video_rates = [], []
+                rates: dict[str, list] = {source: [] for source in sources}
                 for r in range(args.rounds):
-                    common = {
-                        "loader": loader,
-                        "workers": workers,
-                        "batch_size": args.batch_size,
-                        "seed": 100 * r + workers,
-                    }
-                    store_rates.append(measure(store_ds, batches=args.store_batches, **common))
-                    video_rates.append(measure(video_ds, batches=args.video_batches, **common))
+                    common = {"loader": loader, "workers": workers, "batch_size": args.batch_size, "seed": 100 * r}
+                    for source, (_, _, batches) in sources.items():
+                        rates[source].append(measure(datasets[source], batches=batches, **common))
                 key = f"workers={workers}"
-                results[name][key] = {"store": summarize(store_rates), "lerobot_video": summarize(video_rates)}
-                speedup[name][key] = {
-                    "wall": ratio(store_rates, video_rates, 0),
-                    "per_cpu_s": ratio(store_rates, video_rates, 1),
-                }
-    direct_store = StoreDataset(store_path, image_dtype="uint8", **window)
-    direct_video = LeRobotVideoDataset(lerobot_path, image_dtype="uint8", **window)
-    store_rates, video_rates = [], []
+                results[name][key] = {source: summarize(rates[source]) for source in sources}
+                speedup[name][key] = _speedups(rates)
+    rates = {source: [] for source in sources}
     for r in range(args.rounds):
-        store_rates.append(measure_direct(direct_store, samples=args.batch_size * args.store_batches, seed=r))
-        video_rates.append(measure_direct(direct_video, samples=args.batch_size * args.video_batches, seed=r))
-    results["direct_getitem_uint8"] = {"store": summarize(store_rates), "lerobot_video": summarize(video_rates)}
-    speedup["direct_getitem_uint8"] = {
-        "wall": ratio(store_rates, video_rates, 0),
-        "per_cpu_s": ratio(store_rates, video_rates, 1),
-    }
+        for source, (make, path, batches) in sources.items():
+            shared_cache().clear()  # with a fresh dataset: no clip decoded yet, a cold pass
+            dataset = make(path, image_dtype="uint8", **window)
+            rates[source].append(measure_direct(dataset, samples=args.batch_size * batches, seed=r))
+    results["direct_getitem_uint8"] = {source: summarize(rates[source]) for source in sources}
+    speedup["direct_getitem_uint8"] = _speedups(rates)
     video_bytes = dir_size(lerobot_path / "videos")
     report = {
         "benchmark": "data sampling: episode store vs LeRobot parquet+mp4 decoded on the fly",
         "dataset": {
+            "scene": args.scene,
             "episodes": args.episodes,
             "frames": args.episodes * args.length,
-            "cameras": 2,
+            "cameras": len(cameras),
             "image_hw": args.size,
-            "state_dim": 14,
-            "action_dim": 14,
+            "state_dim": int(state_dim),
+            "action_dim": int(action_dim),
             "obs_horizon": args.obs_horizon,
             "action_horizon": args.action_horizon,
             "batch_size": args.batch_size,
+            "store_batches": args.store_batches,
             "lerobot_video": args.codec,
+            "store_image_encodings": args.image_encoding,
         },
         "frames_per_s": results,
         "store_speedup_x": speedup,
         "bytes_on_disk": {  # allocated blocks, as du counts them (what a user pays), and the bytes held
-            "store": disk_usage(store_path),
-            "store_bytes_of_files": dir_size(store_path),
+            **{name: disk_usage(path) for name, path in stores.items()},
+            **{f"{name}_bytes_of_files": dir_size(path) for name, path in stores.items()},
             "lerobot": disk_usage(lerobot_path),
             "lerobot_videos": video_bytes,
             "lerobot_parquet_and_meta": dir_size(lerobot_path) - video_bytes,
-            "raw_uint8_images": args.episodes * args.length * 2 * 3 * args.size[0] * args.size[1],
+            "raw_uint8_images": args.episodes * args.length * len(cameras) * 3 * args.size[0] * args.size[1],
         },
-        "video_vs_store_mean_abs_pixel_error_0_255": round(pixel_error, 2),
-        "build_seconds": {
-            "generate": round(generate_s, 1),
-            "store_write": round(store_write_s, 1),
-            "lerobot_write": round(lerobot_write_s, 1),
-        },
+        "mean_abs_pixel_error_0_255_vs_originals": pixel_error,
+        "build_seconds": {"generate": round(generate_s, 1), **write_s, "lerobot_write": round(lerobot_write_s, 1)},
         "environment": {
             "python": platform.python_version(),
             "torch": torch.__version__,
@@ -227,7 +281,13 @@ def main() -> None:
             "torch_threads": torch.get_num_threads(),
             **{
                 k: os.environ.get(k)
-                for k in ("OMP_NUM_THREADS", "MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_")
+                for k in (
+                    "OMP_NUM_THREADS",
+                    "MALLOC_MMAP_MAX_",
+                    "MALLOC_TRIM_THRESHOLD_",
+                    "MALLOC_TOP_PAD_",
+                    "LIBROBOT_VIDEO_CACHE_MB",
+                )
             },
             "page_cache": "warm (datasets were just written)",
             "dir": str(root),
@@ -238,6 +298,17 @@ def main() -> None:
     print(text)
     if args.out:
         Path(args.out).write_text(text + "\n")
+
+
+def _speedups(rates: dict[str, list[tuple[float, float]]]) -> dict:
+    """Each store's median over LeRobot's (wall, per CPU-second), when LeRobot was measured."""
+    if "lerobot_video" not in rates:
+        return {}
+    return {
+        source: {"wall": ratio(r, rates["lerobot_video"], 0), "per_cpu_s": ratio(r, rates["lerobot_video"], 1)}
+        for source, r in rates.items()
+        if source != "lerobot_video"
+    }
 
 
 if __name__ == "__main__":

@@ -35,19 +35,33 @@ def _open(path: str, fmt: str | None, options: dict[str, Any]) -> Any:
 def _cmd_convert(args: argparse.Namespace) -> int:
     from librobot.data.convert import convert
 
+    write_options = _options(args.option)
+    for name, value in (("image_encoding", args.image_encoding), ("image_quality", args.image_quality)):
+        if value is None:
+            continue
+        if args.dst_format != "store":
+            flag = "--" + name.replace("_", "-")
+            raise ConversionError(f"{flag} applies to a store target, not --to {args.dst_format}")
+        write_options[name] = value
     result = convert(
         args.src,
         args.dst,
         src_format=args.src_format,
         dst_format=args.dst_format,
         read_options=_options(args.read_option),
-        write_options=_options(args.option),
+        write_options=write_options,
         overwrite=args.overwrite,
     )
     state = "up to date" if result.skipped else f"written in {result.seconds:.1f} s"
+    images = ""
+    if result.image_encoding and result.dst_format == "store":  # lossy or not, say how the frames were kept
+        from librobot.data.store.layout import describe_encoding, image_encodings, read_record
+
+        kinds = {describe_encoding(e) for e in image_encodings(read_record(result.dst)).values()}
+        images = "; images: " + " / ".join(sorted(kinds)) if kinds else ""
     print(
         f"{result.dst}: {result.dst_format}, {result.num_episodes} episodes, {result.num_frames} frames, "
-        f"{result.bytes_on_disk / 1e6:.2f} MB ({state}; from {result.src_format})"
+        f"{result.bytes_on_disk / 1e6:.2f} MB ({state}; from {result.src_format}{images})"
     )
     return 0
 
@@ -79,8 +93,10 @@ def _cmd_info(args: argparse.Namespace) -> int:
             + (" ..." if len(summary["tasks"]) > 5 else "")
         )
     print("  features:")
+    encodings = summary.get("image_encoding") or {}
     for key, spec in summary["features"].items():
-        print(f"    {key}: {spec['dtype']} {spec['shape']}" + (f" names={spec['names']}" if spec.get("names") else ""))
+        line = f"    {key}: {spec['dtype']} {spec['shape']}" + (f" names={spec['names']}" if spec.get("names") else "")
+        print(line + (f"  [{encodings[key]['summary']}]" if key in encodings else ""))
     return 0
 
 
@@ -187,6 +203,16 @@ def add_commands(subparsers: Any) -> None:
     convert.add_argument("--to", dest="dst_format", default="store", help="target format (default: store)")
     convert.add_argument(
         "-o", "--option", action="append", metavar="KEY=VALUE", help="writer option, e.g. video=lossless"
+    )
+    convert.add_argument(
+        "--image-encoding",
+        choices=["auto", "raw", "video", "h264", "av1", "lossless"],
+        help="how a store keeps camera frames: raw uint8 chunks (bit-exact), or video clips (video = h264; "
+        "lossless = bit-exact clips, larger). Default auto: video when the source's images are lossy video "
+        "already (LeRobot mp4s), else raw",
+    )
+    convert.add_argument(
+        "--image-quality", type=int, metavar="CRF", help="crf of a lossy video encoding (lower: better)"
     )
     convert.add_argument("--overwrite", action="store_true", help="replace a destination made from something else")
     convert.set_defaults(func=_cmd_convert)

@@ -6,6 +6,12 @@ to the destination and renamed into place only when complete, so an interrupted 
 conversion leaves no partial output (stale staging folders are removed by the next run). The
 output is stamped with a fingerprint of the source files and options; re-running the same
 conversion finds the stamp and does nothing.
+
+Images going into a store keep the kind of encoding they had (``default_image_encoding``): a
+source whose cameras are lossy video already (LeRobot's mp4s, a video-encoded store) is stored
+as video clips, ~30x smaller than raw frames at 96x96 and random access still ~5x+ faster than
+decoding the mp4s; lossless sources stay raw, bit-exact. ``write_options={"image_encoding": ...}``
+("raw", "video", "h264", "av1", "lossless", or "auto" for this rule) says otherwise.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from typing import Any
 from librobot.core.logging import get_logger, track
 from librobot.data.errors import ConversionError, DataFormatError, EpisodeError
 from librobot.data.formats.base import EpisodeSource, detect_format, get_format
-from librobot.data.store.layout import STORE_VERSION, disk_usage, read_record
+from librobot.data.store.layout import CHUNKS_WRITTEN_VERSION, disk_usage, read_record
 from librobot.data.store.reader import EpisodeStore
 from librobot.data.store.writer import EpisodeWriter
 
@@ -41,6 +47,7 @@ class ConversionResult:
     skipped: bool
     seconds: float
     bytes_on_disk: int
+    image_encoding: str | None = None  # how a store target holds its images (None: not a store, or skipped)
 
 
 def fingerprint(
@@ -74,6 +81,27 @@ def write_store(
             except EpisodeError as exc:
                 raise DataFormatError(f"{source.path}: episode {i}: {exc}") from exc
     return Path(path)
+
+
+def default_image_encoding(source: Any) -> str:
+    """The image encoding a store made from ``source`` gets by default: "video" when the source's
+    images are lossy video already, "lossless" for a store of lossless clips, else "raw" (so a
+    conversion loses nothing the source had not lost already)."""
+    encodings = getattr(source, "image_encodings", None)  # a store
+    if isinstance(encodings, dict):
+        kinds = {
+            ("lossless" if e.get("lossless") else "video") if e.get("encoding") == "video" else "raw"
+            for e in encodings.values()
+        }
+        return kinds.pop() if len(kinds) == 1 else "raw"
+    info = getattr(source, "info", None)
+    features = info.get("features", {}) if isinstance(info, dict) else {}
+    for spec in features.values():
+        if isinstance(spec, dict) and spec.get("dtype") == "video":
+            pix_fmt = str((spec.get("info") or {}).get("video.pix_fmt", "yuv420p"))
+            if pix_fmt.startswith("yuv"):  # chroma subsampled or not, YUV video is not what the camera gave
+                return "video"
+    return "raw"
 
 
 def _clean_stale(dst: Path) -> None:
@@ -116,7 +144,7 @@ def convert(
             return _result(dst, src_format, writer.name, existing, started, skipped=True)
         if old is not None and not overwrite:
             raise ConversionError(
-                f"{dst} is a version-{old} store; this librobot-data writes version {STORE_VERSION}, which "
+                f"{dst} is a version-{old} store; this librobot-data writes version {CHUNKS_WRITTEN_VERSION} or later, which "
                 "records every chunk so that a lost one is an error rather than zeros. Pass overwrite=True "
                 "(--overwrite) to re-convert it"
             )
@@ -126,12 +154,17 @@ def convert(
             )
     staging = dst.parent / f".{dst.name}.convert-{uuid.uuid4().hex[:8]}"
     staging.mkdir()
+    encoding = None
     try:
         source = reader.open(src, **read_options)
         try:
             out = staging / dst.name
             if writer.name == "store":
-                store = EpisodeStore(write_store(source, out, description=f"{src_format} → store", **write_options))
+                options = dict(write_options)
+                if options.get("image_encoding", "auto") == "auto":
+                    options["image_encoding"] = default_image_encoding(source)
+                encoding = options["image_encoding"]
+                store = EpisodeStore(write_store(source, out, description=f"{src_format} → store", **options))
             else:
                 store = EpisodeStore(write_store(source, staging / "store", description=f"{src_format} → store"))
                 writer.write(store, out, **write_options)
@@ -153,7 +186,9 @@ def convert(
         os.replace(out, dst)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return _result(dst, src_format, writer.name, stamp, started, skipped=False)
+    result = _result(dst, src_format, writer.name, stamp, started, skipped=False)
+    result.image_encoding = encoding
+    return result
 
 
 def _old_store_version(path: Path) -> int | None:
@@ -162,7 +197,7 @@ def _old_store_version(path: Path) -> int | None:
         version = int(read_record(path)["version"])
     except DataFormatError:
         return None  # not a readable store: the fingerprint check decides
-    return version if version < STORE_VERSION else None
+    return version if version < CHUNKS_WRITTEN_VERSION else None
 
 
 def _fsync_tree(path: Path) -> None:

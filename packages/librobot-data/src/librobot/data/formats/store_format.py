@@ -24,7 +24,14 @@ class StoreFormat(DatasetFormat):
         return EpisodeStore(path, fast=fast, missing_chunks=missing_chunks)
 
     def write(
-        self, store: Any, path: str | Path, *, image_chunk_frames: int | None = None, compressor: str = "lz4"
+        self,
+        store: Any,
+        path: str | Path,
+        *,
+        image_chunk_frames: int | None = None,
+        compressor: str = "lz4",
+        image_encoding: str | None = None,
+        image_quality: int | None = None,
     ) -> None:
         with EpisodeWriter(
             path,
@@ -34,6 +41,8 @@ class StoreFormat(DatasetFormat):
             info=store.info,
             image_chunk_frames=image_chunk_frames,
             compressor=compressor,
+            image_encoding=image_encoding,
+            image_quality=image_quality,
         ) as writer:
             for e in track(range(store.num_episodes), total=store.num_episodes, description="writing store"):
                 episode = store.episode(e)

@@ -5,11 +5,17 @@ Presets (``VideoSettings.preset``):
 - ``h264``: libx264, yuv420p, crf 23, keyframe every 2 frames (decodes everywhere).
 - ``lossless``: libx264rgb with qp 0 on rgb24 — bit-exact round trips, bigger files.
 yuv420p halves the colour resolution, so lossy presets blur colour edges on small images.
+
+Frames are converted to arrays with a swscale context of this process and thread, single-threaded
+(``frame_array``), never PyAV's shared one: that one starts slice threads on first use, and a
+DataLoader worker forked afterwards hangs for good the next time it converts a frame (its copy of
+the context waits on threads that were not forked).
 """
 
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -24,11 +30,40 @@ from librobot.data.errors import DataFormatError
 _EXTRA = "librobot-data[video]"
 
 
-def _av() -> Any:
+def _av(purpose: str = "encoding and decoding mp4 videos") -> Any:
     os.environ.setdefault("SVT_LOG", "1")  # SVT-AV1 prints its banner to stderr otherwise
-    av = require("av", extra=_EXTRA, purpose="encoding and decoding mp4 videos")
+    av = require("av", extra=_EXTRA, purpose=purpose)
     av.logging.set_level(av.logging.ERROR)
     return av
+
+
+_local = threading.local()
+_inherited: list[Any] = []  # contexts made before a fork: kept referenced, so never freed in the child
+
+
+def _reformatter(av: Any) -> Any:
+    """This thread's swscale context, made in this process (see the module docstring)."""
+    pid = os.getpid()
+    mine = getattr(_local, "reformatter", None)
+    if mine is None or mine[0] != pid:
+        if mine is not None:
+            _inherited.append(mine[1])
+        mine = _local.reformatter = (pid, av.video.reformatter.VideoReformatter())
+    return mine[1]
+
+
+def frame_array(frame: Any, fmt: str) -> np.ndarray:
+    """A decoded frame as uint8 [H, W, 3] ("rgb24") or [H, W] ("gray"): a view of a converted
+    copy, converted on one thread by this process's own context. A gray frame of full-range
+    luma (x264's 4:0:0 clips, colour range unspecified) is read as it is."""
+    av = _av()
+    if not (fmt == "gray" and frame.format.name in ("gray", "yuv420p", "yuv444p") and frame.color_range != 1):
+        frame = _reformatter(av).reformat(frame, format=fmt, threads=1)
+    plane, width = frame.planes[0], frame.width
+    rows = np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)
+    if fmt == "gray":
+        return rows[:, :width]
+    return rows[:, : 3 * width].reshape(plane.height, width, 3)
 
 
 @dataclass(frozen=True)
@@ -111,8 +146,8 @@ def encode_video(path: str | Path, frames: np.ndarray, *, fps: float, settings: 
 
 def _to_array(frame: Any, channels: int) -> np.ndarray:
     if channels == 1:
-        return frame.to_ndarray(format="gray")[..., None]
-    return frame.to_ndarray(format="rgb24")
+        return _reformatter(_av()).reformat(frame, format="gray", threads=1).to_ndarray()[..., None]
+    return frame_array(frame, "rgb24")
 
 
 class VideoReader:

@@ -1,12 +1,23 @@
 """The canonical episode store (zarr v3): ``EpisodeWriter`` writes, ``EpisodeStore`` reads,
-``verify_store`` checks every chunk file against the checksums the writer logged."""
+``verify_store`` checks every chunk file against the checksums the writer logged;
+``set_video_cache_bytes`` bounds this process's cache of decoded video clips."""
 
+from librobot.data.store.chunk_cache import set_video_cache_bytes
 from librobot.data.store.integrity import VerifyReport, verify_store
 from librobot.data.store.layout import is_store
 from librobot.data.store.reader import EpisodeStore, open_store
 from librobot.data.store.writer import EpisodeWriter
 
-__all__ = ["EpisodeStore", "EpisodeWriter", "VerifyReport", "is_store", "open_store", "verify_store", "write_episodes"]
+__all__ = [
+    "EpisodeStore",
+    "EpisodeWriter",
+    "VerifyReport",
+    "is_store",
+    "open_store",
+    "set_video_cache_bytes",
+    "verify_store",
+    "write_episodes",
+]
 
 
 def write_episodes(path, episodes, *, fps=None, **kwargs):  # type: ignore[no-untyped-def]

@@ -7,6 +7,12 @@ blosc / zstd / gzip, default chunk keys, on a local file system) this module rea
 chunk files itself, ~10x faster. Anything else falls back to zarr, the reference path; tests check
 that both return the same arrays.
 
+Arrays whose chunks are video clips (codec ``librobot.video``, ``video_clip.py``) are read the same
+way: a clip is decoded whole into a cache (``chunk_cache.py``: memory shared with forked
+DataLoader workers when the array's decoded frames fit the bound, else a byte-bounded LRU per
+process) and the frames asked for are copied out of it, so random samples falling in a decoded
+clip cost what raw chunks cost.
+
 A chunk file that is absent or does not decode raises ``StoreChunkError`` naming the array, the
 chunk and the fix; it is never read as the fill value (``missing="fill"`` only serves stores of
 version 1, whose writer skipped chunks that held nothing but zeros). The check costs nothing on
@@ -24,6 +30,9 @@ from typing import Any
 import numpy as np
 
 from librobot.data.errors import DataFormatError, StoreChunkError
+from librobot.data.store.chunk_cache import ChunkCache, SharedClips, shared_cache
+from librobot.data.store.video_clip import CODEC_NAME as VIDEO_CODEC
+from librobot.data.store.video_clip import ClipError, decode_clip
 
 _DECODERS = ("blosc", "zstd", "gzip")
 
@@ -49,6 +58,7 @@ class ChunkReader:
         store: str | Path | None = None,
         missing: str = "error",
         hint: str | None = None,
+        cache: ChunkCache | None = None,
     ) -> None:
         self.dir = Path(array_dir)
         # the store's arrays live at <store>/<group>/<array>: name them that way in messages
@@ -77,12 +87,18 @@ class ChunkReader:
                 f"{meta_path}: chunk shape {list(self.chunk_shape)} does not fit shape {list(self.shape)}"
             )
         self.fill_value = meta.get("fill_value", 0)
+        codecs = meta.get("codecs", [])
+        # the clips' bitstream ("h264", "av1") when the chunks are video clips
+        self.video: str | None = None
+        if len(codecs) == 1 and codecs[0].get("name") == VIDEO_CODEC:
+            self.video = str((codecs[0].get("configuration") or {}).get("bitstream", ""))
+        self._cache = cache  # None: the process's shared cache (looked up per read: it is per process)
+        self.shared: SharedClips | None = None  # see share_clips
         self.fast = self._supported(meta)
         self._zarr: Any = None
         self._codec: Any = None
         self._buffers: dict[int, np.ndarray] = {}
         self._decompress: Any = None
-        codecs = meta.get("codecs", [])
         if self.fast and len(codecs) == 2:
             self._codec = _decoder(codecs[1]["name"])
             if codecs[1]["name"] == "blosc":  # skip numcodecs' per-call buffer checks (~20 us a chunk)
@@ -111,6 +127,8 @@ class ChunkReader:
             return False
         if meta.get("storage_transformers"):
             return False
+        if self.video is not None:
+            return True
         codecs = meta.get("codecs", [])
         if not codecs or codecs[0]["name"] != "bytes" or len(codecs) > 2:
             return False
@@ -153,6 +171,11 @@ class ChunkReader:
     def decode(self, raw: bytes, index: int, dest: np.ndarray | None = None) -> np.ndarray:
         """Decode the bytes of chunk ``index`` into ``dest`` (default: a scratch buffer)."""
         dest = self._scratch() if dest is None else dest
+        if self.video is not None:
+            try:
+                return decode_clip(raw, self.chunk_shape, self.video, dest)
+            except ClipError as exc:  # a missing PyAV is not damage: its error names the extra
+                raise self.damaged(index, "corrupt", f"video clip: {exc}") from exc
         try:
             if self._codec is None:
                 dest[...] = np.frombuffer(raw, dtype=self.dtype).reshape(self.chunk_shape)
@@ -199,6 +222,8 @@ class ChunkReader:
             return out
         if out is None:
             out = np.empty((stop - start, *self.shape[1:]), dtype=self.dtype)
+        if self.video is not None:
+            return self._read_clips(start, stop, out)
         size = self.chunk_shape[0]
         pos = start
         while pos < stop:
@@ -215,6 +240,63 @@ class ChunkReader:
             pos += hi - lo
         return out
 
+    def _read_clips(self, start: int, stop: int, out: np.ndarray) -> np.ndarray:
+        size = self.chunk_shape[0]
+        pos = start
+        while pos < stop:
+            chunk = pos // size
+            lo, hi = pos - chunk * size, min(stop - chunk * size, size)
+            out[pos - start : pos - start + hi - lo] = self.clip(chunk)[lo:hi]
+            pos += hi - lo
+        return out
+
+    def share_clips(self, rows: int) -> int:
+        """Keep the decoded clips holding frames ``[0, rows)`` in memory shared with DataLoader
+        workers forked from now on (``SharedClips``); the last clip, when partly filled, stays in
+        the per-process cache (an append rewrites it). Returns the bytes it may take."""
+        clips = rows // self.chunk_shape[0]
+        if self.video is None or clips == 0:
+            return 0
+        try:
+            self.shared = SharedClips(clips, self.chunk_shape)
+        except (ValueError, OSError):  # no fork on this platform, or no memory to map: per-process caches
+            return 0
+        return self.shared.nbytes
+
+    def clip(self, index: int) -> np.ndarray:
+        """Chunk ``index`` of a video-encoded array, decoded (read-only; from a cache when there)."""
+        shared = self.shared
+        if shared is not None and index < shared.clips:
+            frames = shared.get(index)
+            if frames is None:  # decode straight into the shared slot, then publish it
+                self.decode(self._read_file(index), index, shared.frames[index])
+                shared.publish(index)
+                frames = shared.view(index)
+            return frames
+        path = self.chunk_path(index)
+        try:
+            stat = os.stat(path)
+        except FileNotFoundError:  # never the fill value: a video store is new enough to write every chunk
+            raise self.damaged(index, "missing") from None
+        except OSError as exc:
+            raise self.damaged(index, "corrupt", f"cannot be read: {exc}") from exc
+        signature = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
+        cache = self._cache if self._cache is not None else shared_cache()
+        frames = cache.get(path, signature)
+        if frames is None:
+            frames = self.decode(self._read_file(index), index, np.empty(self.chunk_shape, dtype=self.dtype))
+            cache.put(path, signature, frames)
+        return frames
+
+    def _read_file(self, index: int) -> bytes:
+        try:
+            with open(self.chunk_path(index), "rb", buffering=0) as handle:
+                return handle.read()
+        except FileNotFoundError:
+            raise self.damaged(index, "missing") from None
+        except OSError as exc:
+            raise self.damaged(index, "corrupt", f"cannot be read: {exc}") from exc
+
     def __getstate__(self) -> dict[str, Any]:  # e.g. DataLoader workers started with "spawn"
         state = dict(self.__dict__)
         state.update(_zarr=None, _buffers={})
@@ -229,6 +311,8 @@ class ChunkReader:
                     raise self.damaged(index, "missing")
         if self._zarr is None:
             import zarr
+
+            import librobot.data.store.video_codec  # noqa: F401  (registers the video codec with zarr)
 
             self._zarr = zarr.open_array(str(self.dir), mode="r")
         return np.asarray(self._zarr[start:stop])

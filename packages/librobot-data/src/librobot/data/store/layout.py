@@ -9,7 +9,11 @@
       stats.json                dataset statistics (librobot.data.stats), written on close
       stats_state.json          the statistics accumulator, so later appends extend it
       data/<feature>            one array per feature, all episodes concatenated on axis 0;
-                                images uint8 [N, C, H, W], everything else [N, *shape]
+                                images uint8 [N, C, H, W], everything else [N, *shape]. Images
+                                are kept "raw" (blosc-compressed chunks of a frame or two) or as
+                                "video": each chunk a clip of 32 frames (zarr codec
+                                ``librobot.video``, chunk files ``c.<i>.0.0.0``); the record's
+                                ``image_encoding`` says which, with codec and quality
       meta/episode_ends         int64 [E], exclusive end frame of each episode
       meta/task_index           int32 [N], index into the record's task list, per frame
       chunk_sums.jsonl          (version 2) one line per chunk file written, {"array", "chunk",
@@ -20,7 +24,9 @@
 Arrays may run past ``num_frames`` after a crash mid-episode: readers trust the commit record, and
 a writer opened to append trims them back first.
 
-Versions: 2 writes every chunk that holds committed frames (zarr skips chunks equal to the fill
+Versions: 3 is a version-2 store with video-encoded images (older readers refuse it by its
+version rather than failing on the unknown codec); a store without them is still written as 2.
+2 writes every chunk that holds committed frames (zarr skips chunks equal to the fill
 value unless told otherwise), so an absent chunk file is damage and reads raise
 ``StoreChunkError``. Version 1 stores did skip all-zero chunks: reading one raises too, except
 where zeros are certain (the task index of a single-task store) or the caller opts in with
@@ -40,9 +46,12 @@ from librobot.core.checkpoint import write_json
 from librobot.core.specs import FeatureSpec
 from librobot.data.episode import is_image_key
 from librobot.data.errors import DataFormatError
+from librobot.data.store.video_clip import VIDEO_CHUNK_FRAMES
 
 STORE_FORMAT = "librobot-episode-store"
-STORE_VERSION = 2
+STORE_VERSION = 3  # the newest version this package reads and writes
+RAW_STORE_VERSION = 2  # what a store without video-encoded images is written as, for older readers
+VIDEO_STORE_VERSION = 3
 CHUNKS_WRITTEN_VERSION = 2  # from this version on every chunk is written and its checksum logged
 RECORD_FILE = "librobot_store.json"
 STATS_FILE = "stats.json"
@@ -61,12 +70,15 @@ def is_store(path: str | Path) -> bool:
     return (Path(path) / RECORD_FILE).is_file()
 
 
-def chunk_frames(spec: FeatureSpec, image_chunk_frames: int | None = None) -> int:
-    """Frames per chunk: small for images (random access decodes a whole chunk), large otherwise."""
+def chunk_frames(spec: FeatureSpec, image_chunk_frames: int | None = None, *, video: bool = False) -> int:
+    """Frames per chunk: small for raw images (random access decodes a whole chunk), a clip's
+    length for video-encoded ones (decoded clips are cached), large otherwise."""
     frame_bytes = int(np.prod(spec.shape or (1,))) * np.dtype(spec.dtype).itemsize
     if is_image_key(spec.name):
         if image_chunk_frames is not None:
             return max(1, int(image_chunk_frames))
+        if video:
+            return VIDEO_CHUNK_FRAMES
         return int(np.clip(round(IMAGE_CHUNK_BYTES / max(frame_bytes, 1)), 1, 64))
     return int(np.clip(NUMERIC_CHUNK_BYTES // max(frame_bytes, 1), 256, META_CHUNK))
 
@@ -97,6 +109,23 @@ def read_record(path: str | Path) -> dict[str, Any]:
         if key not in record:
             raise DataFormatError(f"{record_path}: missing key '{key}'")
     return record
+
+
+def image_encodings(record: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Image feature → how its frames are stored (stores older than the field hold them raw)."""
+    recorded = record.get("image_encoding") or {}
+    raw = {"encoding": "raw", "lossless": True}
+    return {key: dict(recorded.get(key) or raw) for key in record["features"] if is_image_key(key)}
+
+
+def describe_encoding(encoding: dict[str, Any]) -> str:
+    """One line for ``librobot data info``, e.g. "video h264 crf 23 yuv420p (lossy), 32 frames a clip"."""
+    if encoding.get("encoding") != "video":
+        return (
+            "raw uint8 chunks" + (f" ({encoding['compressor']})" if encoding.get("compressor") else "") + ", lossless"
+        )
+    quality = "lossless" if encoding.get("lossless") else f"crf {encoding.get('crf')} {encoding.get('pix_fmt')} (lossy)"
+    return f"video {encoding.get('bitstream')} ({encoding.get('codec')}) {quality}, {encoding.get('frames_per_clip')} frames a clip"
 
 
 def write_record(path: str | Path, record: dict[str, Any]) -> None:

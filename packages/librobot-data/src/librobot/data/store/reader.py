@@ -13,6 +13,7 @@ import numpy as np
 from librobot.core.specs import FeatureSpec
 from librobot.data.episode import Episode, is_image_key
 from librobot.data.errors import DataFormatError, StoreChunkError
+from librobot.data.store.chunk_cache import ChunkCache, shared_cache
 from librobot.data.store.chunks import ChunkReader
 from librobot.data.store.integrity import legacy_zeros_certain, store_arrays
 from librobot.data.store.layout import (
@@ -21,8 +22,10 @@ from librobot.data.store.layout import (
     EPISODE_ENDS,
     STATS_FILE,
     TASK_INDEX,
+    describe_encoding,
     disk_usage,
     features_from_record,
+    image_encodings,
     list_files,
     read_record,
 )
@@ -37,10 +40,24 @@ class EpisodeStore:
     A chunk file that is missing or does not decode raises ``StoreChunkError`` when read.
     ``missing_chunks="zeros"`` reads absent chunks as zeros instead: only for version-1 stores,
     whose writer did not write chunks that held nothing but zeros (``layout.py``).
+
+    Video-encoded images (``image_encodings``) are decoded a clip at a time into a cache. When
+    the decoded frames of all of them fit the cache bound (``video_cache_bytes``, by default the
+    process-wide 1 GiB or ``LIBROBOT_VIDEO_CACHE_MB``), the store keeps them in memory shared with
+    the DataLoader workers it is forked into, so each clip is decoded once however many workers
+    and epochs read it; otherwise each process keeps an LRU cache of that many bytes.
     """
 
-    def __init__(self, path: str | Path, *, fast: bool = True, missing_chunks: str = "error") -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        fast: bool = True,
+        missing_chunks: str = "error",
+        video_cache_bytes: int | None = None,
+    ) -> None:
         self.path = Path(path)
+        self._cache = None if video_cache_bytes is None else ChunkCache(video_cache_bytes)
         self.format_name = "store"
         if missing_chunks not in ("error", "zeros"):
             raise ValueError(f"missing_chunks must be 'error' or 'zeros', got {missing_chunks!r}")
@@ -55,6 +72,7 @@ class EpisodeStore:
         self.num_frames = int(self.record["num_frames"])
         self.robot_type = self.record.get("robot_type")
         self.info: dict[str, Any] = dict(self.record.get("info") or {})
+        self.image_encodings: dict[str, dict[str, Any]] = image_encodings(self.record)
         self._readers: dict[str, ChunkReader] = {}
         ends = self._reader(EPISODE_ENDS).read(0, self.num_episodes) if self.num_episodes else np.zeros(0, np.int64)
         self.episode_ends = ends.astype(np.int64)
@@ -65,6 +83,19 @@ class EpisodeStore:
                 f"{self.num_frames} frames; the store is corrupt"
             )
         self._task_index: np.ndarray | None = None
+        self._share_clips(video_cache_bytes)
+
+    def _share_clips(self, budget: int | None) -> None:
+        """Set up the decoded clips shared with forked workers, now: before any worker exists."""
+        if not self.fast or not self.num_frames:
+            return
+        video = [k for k, e in self.image_encodings.items() if e.get("encoding") == "video"]
+        readers = [self._reader(f"{DATA_GROUP}/{k}") for k in video]
+        needed = sum(self.num_frames // r.chunk_shape[0] * int(np.prod(r.chunk_shape)) for r in readers)
+        limit = budget if budget is not None else shared_cache().max_bytes
+        if readers and needed <= limit:
+            for reader in readers:
+                reader.share_clips(self.num_frames)
 
     def _reader(self, name: str) -> ChunkReader:
         reader = self._readers.get(name)
@@ -72,7 +103,7 @@ class EpisodeStore:
             array_dir = self.path / name
             if not array_dir.is_dir():
                 raise DataFormatError(f"{self.path}: array '{name}' is missing ({array_dir} does not exist)")
-            reader = ChunkReader(array_dir, name=name, store=self.path, **self._chunk_policy(name))
+            reader = ChunkReader(array_dir, name=name, store=self.path, cache=self._cache, **self._chunk_policy(name))
             if name.startswith(DATA_GROUP + "/") and reader.shape[0] < self.num_frames:
                 raise DataFormatError(
                     f"{array_dir}: has {reader.shape[0]} frames but the store records {self.num_frames}; truncated"
@@ -237,6 +268,7 @@ class EpisodeStore:
             else None,
             "tasks": self.tasks,
             "features": {k: spec.to_dict() for k, spec in self.features.items()},
+            "image_encoding": {k: dict(e, summary=describe_encoding(e)) for k, e in self.image_encodings.items()},
             "bytes_on_disk": disk_usage(self.path),  # what du counts: blocks of files and directories
             "bytes_of_files": sum(files.values()),
             "files": len(files),
