@@ -2,9 +2,9 @@
 ``librobot info`` and the edge tier can answer without torch.
 
 ``auto`` means bf16 where the CPU multiplies bf16 natively (Intel AMX-BF16 or AVX512-BF16, Arm
-BF16) and fp32 elsewhere: on a CPU without those instructions bf16 matmuls are emulated and slower
-than fp32 (measured in benchmarks/vs_lerobot_speed.py). On a GPU, bf16 where the device has it
-(Ampere and later, the Orin included), else fp16.
+BF16) and fp32 elsewhere: without those instructions oneDNN converts bf16 to fp32 around fp32
+arithmetic, which costs more than it saves (not yet measured on such a machine here). On a GPU,
+bf16 where the device has it (Ampere and later, the Orin included), else fp16.
 """
 
 from __future__ import annotations
