@@ -59,8 +59,10 @@ def _relative_error(fast, reference) -> float:
 def _train_step(model, batch: dict, precision: str):
     torch = _torch()
     from librobot.models.components.precision import DTYPES
+    from librobot.train.optim import adamw
 
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5, weight_decay=1e-4)
+    # the trainer's AdamW (fused where it can be), LeRobot's lr and weight decay
+    optimizer = adamw([{"params": [p for p in model.parameters() if p.requires_grad]}], lr=1e-5, weight_decay=1e-4)
     dtype = DTYPES[precision]
 
     def step() -> None:

@@ -96,3 +96,24 @@ def test_lion_matches_a_hand_computed_update():
 def test_sgd_rejects_betas():
     with pytest.raises(ConfigError, match="sgd takes no betas"):
         build_optimizer(nn.Linear(2, 2), OptimizerSection(name="sgd", lr=0.1, betas=[0.9, 0.99]))
+
+
+def test_adamw_is_fused_by_default_and_equals_the_reference_update():
+    from librobot.train.optim import adamw
+
+    torch.manual_seed(0)
+    models = [nn.Linear(6, 5) for _ in range(2)]
+    models[1].load_state_dict(models[0].state_dict())
+    fused = adamw([{"params": list(models[0].parameters())}], lr=1e-2, weight_decay=0.1)
+    reference = adamw([{"params": list(models[1].parameters())}], lr=1e-2, weight_decay=0.1, foreach=False)
+    assert fused.defaults["fused"] is True and not reference.defaults.get("fused")
+    g = torch.Generator().manual_seed(1)
+    for _ in range(5):
+        x = torch.randn(4, 6, generator=g)
+        for model, optimizer in zip(models, (fused, reference)):
+            optimizer.zero_grad()
+            model(x).pow(2).sum().backward()
+            optimizer.step()
+    for a, b in zip(models[0].parameters(), models[1].parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+        assert not torch.equal(a, torch.zeros_like(a))
