@@ -40,13 +40,19 @@ def conv_transpose1d_as_matmul(x: Tensor, weight: Tensor, bias: Tensor | None, s
     return out if bias is None else out + bias.to(out.dtype)[:, None]
 
 
+def _matmul_path(conv: nn.Conv1d | nn.ConvTranspose1d, x: Tensor) -> bool:
+    """Whether ``conv`` takes the matmul form: reduced precision on a CPU, groups 1, dilation 1,
+    explicit padding (the forms the two functions above implement)."""
+    reduced = conv.weight.dtype in (torch.bfloat16, torch.float16) or torch.is_autocast_enabled("cpu")
+    simple = conv.groups == 1 and conv.dilation == (1,) and isinstance(conv.padding, tuple)
+    return x.device.type == "cpu" and reduced and simple
+
+
 class TemporalConv1d(nn.Conv1d):
     """``nn.Conv1d`` (same parameters and state dict) with the matmul path for bf16/fp16 on a CPU."""
 
     def forward(self, x: Tensor) -> Tensor:
-        reduced = self.weight.dtype in (torch.bfloat16, torch.float16) or torch.is_autocast_enabled("cpu")
-        simple = self.groups == 1 and self.dilation == (1,) and isinstance(self.padding, tuple)
-        if x.device.type == "cpu" and reduced and simple and self.padding_mode == "zeros":
+        if _matmul_path(self, x) and self.padding_mode == "zeros":
             return conv1d_as_matmul(x, self.weight, self.bias, self.stride[0], self.padding[0])
         return super().forward(x)
 
@@ -55,9 +61,7 @@ class TemporalConvTranspose1d(nn.ConvTranspose1d):
     """``nn.ConvTranspose1d`` (same parameters) with the matmul path for bf16/fp16 on a CPU."""
 
     def forward(self, x: Tensor, output_size: list[int] | None = None) -> Tensor:
-        reduced = self.weight.dtype in (torch.bfloat16, torch.float16) or torch.is_autocast_enabled("cpu")
-        simple = self.groups == 1 and self.dilation == (1,) and self.output_padding == (0,) and output_size is None
-        if x.device.type == "cpu" and reduced and simple and isinstance(self.padding, tuple):
+        if _matmul_path(self, x) and self.output_padding == (0,) and output_size is None:
             return conv_transpose1d_as_matmul(x, self.weight, self.bias, self.stride[0], self.padding[0])
         return super().forward(x, output_size)
 
